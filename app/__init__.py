@@ -1,0 +1,1 @@
+"""Trial zone backend: photo features paid for with tokens."""

@@ -1,0 +1,49 @@
+"""Domain errors. Each carries its stable ``code`` and HTTP status; the HTTP layer turns any
+of them into an RFC 9457 problem in one place (app/http/problems.py), so no handler ever
+builds an error body by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+    title = "Request failed"
+
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def _error(name: str, code: str, status: int, title: str) -> type[DomainError]:
+    return type(name, (DomainError,), {"code": code, "status": status, "title": title})
+
+
+# Input
+InvalidRequest = _error("InvalidRequest", "invalid_request", 400, "The request is malformed")
+InvalidOption = _error("InvalidOption", "invalid_option", 422, "An option has an unsupported value")
+MissingField = _error("MissingField", "missing_field", 422, "A required field is missing")
+UnsupportedImage = _error("UnsupportedImage", "unsupported_image", 415, "The file is not an image we can read")
+ImageTooLarge = _error("ImageTooLarge", "image_too_large", 413, "The image is too large")
+NoSubjectFound = _error("NoSubjectFound", "no_subject_found", 422, "No clear subject was found in the photo")
+UnknownFeature = _error("UnknownFeature", "unknown_feature", 404, "No such feature")
+NotFound = _error("NotFound", "not_found", 404, "Not found")
+
+# Capacity and models
+ModelUnavailable = _error("ModelUnavailable", "model_unavailable", 422, "That model is not installed here")
+FeatureUnavailable = _error("FeatureUnavailable", "feature_unavailable", 503, "That feature is not available on this deployment")
+Busy = _error("Busy", "busy", 503, "The service is busy, try again shortly")
+InferenceFailed = _error("InferenceFailed", "inference_failed", 500, "The model failed on this photo")
+
+# Money
+InsufficientTokens = _error("InsufficientTokens", "insufficient_tokens", 402, "Not enough tokens")
+IdempotencyKeyReused = _error("IdempotencyKeyReused", "idempotency_key_reused", 422, "That Idempotency-Key was used for a different request")
+IdempotencyInFlight = _error("IdempotencyInFlight", "idempotency_in_flight", 409, "A request with that Idempotency-Key is still running")
+
+# Who
+Unauthorized = _error("Unauthorized", "unauthorized", 401, "Authentication required")
+Forbidden = _error("Forbidden", "forbidden", 403, "Not allowed")

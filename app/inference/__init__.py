@@ -1,0 +1,1 @@
+"""Model registry, ONNX Runtime sessions, providers and per-family pre/post-processing."""

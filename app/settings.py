@@ -1,0 +1,74 @@
+"""Settings: one msgspec Struct, filled from TRIALZONE_* environment variables.
+
+Every field is documented in the README's configuration table; the field name upper-cased
+with the TRIALZONE_ prefix is its variable (``database_url`` -> ``TRIALZONE_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Mapping
+
+import msgspec
+
+PREFIX = "TRIALZONE_"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    database_url: str = "sqlite+aiosqlite:///./var/trialzone.db"
+    models_dir: str = "./models"
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    storage_url: str = "file://./var/blobs"
+    s3_endpoint_url: str | None = None
+    dev_user_header: str | None = None
+    jwt_hs256_secret: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    admin_token: str | None = None
+    support_token: str | None = None
+    qa_token: str | None = None
+    welcome_gift_tokens: int = 500_000
+    monthly_trial_tokens: int = 0
+    timezone: str = "Asia/Shanghai"
+    features_file: str | None = None
+
+    # Images
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    preview_pixels: int = 250_000
+
+    # Inference
+    models: str = ""  # comma-separated names to load; empty = every installed model a feature uses
+    warmup: bool = True
+    inference_threads: int = 0  # ONNX Runtime intra-op threads per session; 0 = one per core
+    inference_workers: int = 1  # concurrent session.run calls per model
+    queue_size: int = 16  # requests waiting per model before 503 busy
+    busy_retry_after: int = 2
+
+    # Ledger
+    migrate_on_start: bool = True
+    hold_seconds: int = 300  # a hold's deadline after it is taken
+    reaper_interval: float = 15.0
+    idempotency_hours: int = 24
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read every TRIALZONE_* variable; ``overrides`` win (tests use them)."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = environ.get(PREFIX + name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        raw.update(overrides)
+        return msgspec.convert(raw, cls, strict=False)
+
+    def replace(self, **changes: object) -> "Settings":
+        return msgspec.structs.replace(self, **changes)
+
+
+def env_table() -> list[tuple[str, str]]:
+    """(variable, default) pairs, for the README table and `python -m app settings`."""
+    defaults = Settings()
+    return [(PREFIX + n.upper(), repr(getattr(defaults, n))) for n in Settings.__struct_fields__]
