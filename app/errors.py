@@ -25,6 +25,8 @@ def _error(name: str, code: str, status: int, title: str) -> type[DomainError]:
 
 # Input
 InvalidRequest = _error("InvalidRequest", "invalid_request", 400, "The request is malformed")
+EmptyBody = _error("EmptyBody", "empty_body", 400, "The request has no body")
+DuplicateField = _error("DuplicateField", "duplicate_field", 400, "A form field is given more than once")
 InvalidOption = _error("InvalidOption", "invalid_option", 422, "An option has an unsupported value")
 MissingField = _error("MissingField", "missing_field", 422, "A required field is missing")
 UnsupportedImage = _error("UnsupportedImage", "unsupported_image", 415, "The file is not an image we can read")
@@ -32,6 +34,7 @@ ImageTooLarge = _error("ImageTooLarge", "image_too_large", 413, "The image is to
 NoSubjectFound = _error("NoSubjectFound", "no_subject_found", 422, "No clear subject was found in the photo")
 UnknownFeature = _error("UnknownFeature", "unknown_feature", 404, "No such feature")
 NotFound = _error("NotFound", "not_found", 404, "Not found")
+ResultExpired = _error("ResultExpired", "result_expired", 410, "The result is no longer kept")
 
 # Capacity and models
 ModelUnavailable = _error("ModelUnavailable", "model_unavailable", 422, "That model is not installed here")
@@ -47,3 +50,12 @@ IdempotencyInFlight = _error("IdempotencyInFlight", "idempotency_in_flight", 409
 # Who
 Unauthorized = _error("Unauthorized", "unauthorized", 401, "Authentication required")
 Forbidden = _error("Forbidden", "forbidden", 403, "Not allowed")
+
+# Smart removal: the area to remove (app/imaging/areas.py)
+AreaMissing = _error("AreaMissing", "area_missing", 422, "Say what to remove: a mask, strokes or boxes")
+AreaConflict = _error("AreaConflict", "area_conflict", 422, "Give only one of mask, strokes or boxes")
+InvalidMask = _error("InvalidMask", "invalid_mask", 422, "The mask is not an image we can read")
+InvalidStrokes = _error("InvalidStrokes", "invalid_strokes", 422, "The strokes are not valid")
+InvalidBoxes = _error("InvalidBoxes", "invalid_boxes", 422, "The boxes are not valid")
+AreaEmpty = _error("AreaEmpty", "area_empty", 422, "The area to remove is empty")
+AreaTooLarge = _error("AreaTooLarge", "area_too_large", 422, "The area to remove covers too much of the photo")

@@ -1,0 +1,1 @@
+"""The catalogue: features, prices, runners and packages are data, not code paths."""

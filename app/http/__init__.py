@@ -1,0 +1,1 @@
+"""HTTP: thin controllers (parse, call a service, shape the response), auth, problem details."""

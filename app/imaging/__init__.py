@@ -1,0 +1,1 @@
+"""Decode, validate, orient and encode photos."""

@@ -1,0 +1,105 @@
+"""create_app(settings): wiring only. ``app`` is the ASGI application uvicorn serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import AsyncIterator, Callable
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from app.db import create_engine, upgrade_async
+from app.features.catalogue import Catalogue
+from app.http.catalogue import CatalogueController
+from app.http.health import healthz, readyz
+from app.http.ledger import AdminController, MeController
+from app.http.operations import OperationsController
+from app.http.problems import problem_details_plugin
+from app.inference.registry import ModelRegistry
+from app.ledger.service import Ledger
+from app.operations.records import OperationRecords
+from app.operations.service import OperationsService
+from app.runners import build_runners
+from app.settings import Settings
+from app.storage import create_store
+
+log = logging.getLogger("app")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now) -> Litestar:
+    settings = settings or Settings.from_env()
+    registry = ModelRegistry(settings)
+    engine = create_engine(settings.database_url)
+    catalogue = Catalogue.load(settings.features_file)
+    ledger = Ledger(
+        engine, clock=clock, welcome_gift_tokens=settings.welcome_gift_tokens,
+        monthly_trial_tokens=settings.monthly_trial_tokens, timezone=settings.timezone,
+        feature_titles=catalogue.titles(),
+    )
+    service = OperationsService(
+        records=OperationRecords(engine), ledger=ledger, store=create_store(settings), catalogue=catalogue,
+        runners=build_runners(registry, settings), clock=clock, hold_seconds=settings.hold_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.dev_user_header:
+            log.warning("DEVELOPMENT ONLY: the user id is taken from the %s header, unauthenticated; "
+                        "never run a deployment with TRIALZONE_DEV_USER_HEADER set", settings.dev_user_header)
+        if settings.migrate_on_start:
+            await upgrade_async(engine)
+        await anyio.to_thread.run_sync(registry.load)
+        background = [asyncio.create_task(_reap_forever(service, settings.reaper_interval))]
+        if settings.warmup:
+            background.append(asyncio.create_task(anyio.to_thread.run_sync(registry.warm_up)))
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            registry.close()
+            await engine.dispose()
+
+    app = Litestar(
+        route_handlers=[healthz, readyz, OperationsController, CatalogueController, MeController,
+                        AdminController, PrometheusController],
+        dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
+        lifespan=[lifespan],
+        plugins=[problem_details_plugin()],
+        middleware=[PrometheusConfig(app_name="trialzone", group_path=True).middleware],
+        openapi_config=OpenAPIConfig(title="Trial zone API", version="1", path="/schema"),
+        request_max_body_size=settings.max_upload_bytes + 1024 * 1024,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.service = service
+    return app
+
+
+async def _reap_forever(service: OperationsService, interval: float) -> None:
+    """Settle holds past their deadline (crashes, lost vendors) and expire grants, forever."""
+    while True:
+        try:
+            await service.reap()
+        except Exception:
+            log.exception("reaper pass failed; retrying next interval")
+        await asyncio.sleep(interval)
+
+
+def __getattr__(name: str):
+    """``app.main:app`` is built on first access, so importing this module stays cheap."""
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,201 @@
+"""The one path every operation takes:
+
+    prepare (validate; nothing held) -> idempotency check -> record -> ledger.reserve
+        -> runner.run -> store result -> ledger.capture -> record succeeded
+    any failure after the reserve -> ledger.release -> record failed (no charge)
+
+The result is written to the blob store before the tokens are captured, so a charge always has
+a result behind it; a crash anywhere leaves a hold that the reaper settles at its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from typing import Callable
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import DomainError, IdempotencyInFlight, IdempotencyKeyReused, InferenceFailed, InsufficientTokens
+from app.features.catalogue import Catalogue
+from app.ledger.service import Ledger
+from app.metrics import OPERATION_SECONDS, OPERATIONS
+from app.operations.records import ACTIVE, Operation, OperationRecords
+from app.runners.base import Form, Prepared, Runner
+from app.storage import BlobMissing, BlobStore
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}
+
+
+def new_operation_id() -> str:
+    """32 hex characters, time-ordered (milliseconds first) so ids sort by creation."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    operation: Operation
+    body: bytes
+    tokens_remaining: int
+    replayed: bool = False
+
+
+class OperationsService:
+    def __init__(self, *, records: OperationRecords, ledger: Ledger, store: BlobStore, catalogue: Catalogue,
+                 runners: dict[str, Runner], clock: Callable[[], datetime], hold_seconds: int):
+        self.records = records
+        self.ledger = ledger
+        self.store = store
+        self.catalogue = catalogue
+        self.runners = runners
+        self.clock = clock
+        self.hold_seconds = hold_seconds
+        self._settling: set[asyncio.Task] = set()
+
+    def runner_for(self, feature) -> Runner:
+        from app.errors import FeatureUnavailable
+
+        runner = self.runners.get(feature.runner)
+        if runner is None or not runner.available(feature):
+            raise FeatureUnavailable(f"{feature.title} is not available on this deployment", feature=feature.name)
+        return runner
+
+    async def submit(self, user_id: str, feature_name: str, form: Form, idempotency_key: str | None) -> Outcome:
+        started = time.perf_counter()
+        feature = self.catalogue.get(feature_name)
+        runner = self.runner_for(feature)
+        prepared = runner.prepare(form, feature)  # bad input fails here: nothing recorded or held
+
+        if idempotency_key:
+            earlier = await self._earlier(user_id, idempotency_key, prepared)
+            if earlier is not None:
+                return earlier
+        try:
+            op = await self._record(user_id, feature, prepared, idempotency_key)
+        except IntegrityError:  # a concurrent request with the same key won the race
+            earlier = await self._earlier(user_id, idempotency_key, prepared)
+            if earlier is None:
+                raise IdempotencyInFlight("a request with this Idempotency-Key is still running") from None
+            return earlier
+
+        try:
+            hold = await self.ledger.reserve(
+                user_id, feature.price, operation_id=op.id, feature=feature.name,
+                deadline=op.deadline,
+            )
+        except InsufficientTokens as exc:
+            exc.extra["packages"] = [msgspec.to_builtins(p) for p in self.catalogue.visible_packages()]
+            await self.records.update(op.id, status="failed", error_code=exc.code, error_detail=exc.detail,
+                                      finished_at=self.clock())
+            OPERATIONS.labels(feature.name, prepared.model or "", "insufficient_tokens").inc()
+            raise
+
+        try:
+            await self.records.update(op.id, status="running", hold_id=hold.id, tokens_held=feature.price,
+                                      started_at=self.clock())
+            result = await runner.run(prepared)
+            ext = EXTENSIONS.get(result.content_type, "bin")
+            result_key = f"results/{user_id}/{op.id}.{ext}"
+            await self.store.put(result_key, result.body, result.content_type)
+            await self.records.update(op.id, result_key=result_key, result_content_type=result.content_type,
+                                      model=result.model)
+            await self.ledger.capture(hold.id)
+        except BaseException as exc:
+            await self._settle_failure(op, hold.id, exc)
+            OPERATIONS.labels(feature.name, prepared.model or "", "failed").inc()
+            if isinstance(exc, DomainError) or not isinstance(exc, Exception):
+                raise
+            log.exception("operation %s failed", op.id)
+            raise InferenceFailed("the operation failed; no tokens were charged", operation_id=op.id) from None
+
+        balance = await self.ledger.balance(user_id)
+        await self.records.update(op.id, status="succeeded", tokens_charged=feature.price, finished_at=self.clock(),
+                                  result_meta=result.meta | {"tokens_remaining": balance.available})
+        OPERATIONS.labels(feature.name, result.model or "", "succeeded").inc()
+        OPERATION_SECONDS.labels(feature.name, result.model or "").observe(time.perf_counter() - started)
+        done = await self.records.get(op.id)
+        return Outcome(operation=done, body=result.body, tokens_remaining=balance.available)
+
+    async def _earlier(self, user_id: str, key: str, prepared: Prepared) -> Outcome | None:
+        """Replay a finished request with this key, refuse a different one, 409 while in flight."""
+        op = await self.records.by_key(user_id, key)
+        if op is None:
+            return None
+        if op.request_hash != prepared.request_hash:
+            raise IdempotencyKeyReused("this Idempotency-Key was first used for a different request",
+                                       operation_id=op.id)
+        if op.status in ACTIVE:
+            raise IdempotencyInFlight("a request with this Idempotency-Key is still running",
+                                      operation_id=op.id, headers={"Retry-After": "1"})
+        if op.status == "succeeded":
+            body = await self.store.get(op.result_key)
+            remaining = (op.result_meta or {}).get("tokens_remaining")
+            return Outcome(operation=op, body=body, tokens_remaining=remaining, replayed=True)
+        await self.records.forget_key(op.id)  # failed: it cost nothing, so a retry runs again
+        return None
+
+    async def _record(self, user_id: str, feature, prepared: Prepared, key: str | None) -> Operation:
+        now = self.clock()
+        op_id = new_operation_id()
+        await self.records.insert(
+            id=op_id, user_id=user_id, feature=feature.name, runner=feature.runner, model=prepared.model,
+            options=prepared.options, status="pending", idempotency_key=key,
+            request_hash=prepared.request_hash, created_at=now,
+            deadline=now + timedelta(seconds=self.hold_seconds),
+        )
+        return await self.records.get(op_id)
+
+    async def _settle_failure(self, op: Operation, hold_id: str, exc: BaseException) -> None:
+        """Release the hold and mark the operation failed, even if this task is being cancelled."""
+        code = exc.code if isinstance(exc, DomainError) else ("cancelled" if isinstance(exc, asyncio.CancelledError)
+                                                              else "inference_failed")
+        detail = exc.detail if isinstance(exc, DomainError) else type(exc).__name__
+
+        async def settle() -> None:
+            await self.ledger.release(hold_id, reason=code)
+            await self.records.update(op.id, status="failed", error_code=code, error_detail=detail,
+                                      finished_at=self.clock())
+
+        task = asyncio.ensure_future(settle())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def result_bytes(self, op: Operation) -> bytes:
+        return await self.store.get(op.result_key)
+
+    async def reap(self) -> int:
+        """Settle operations past their hold deadline: capture if the result was stored (the
+        process died between storing and capturing), else release. Then let the ledger release
+        any hold left without an operation."""
+        settled = 0
+        for op in await self.records.overdue(self.clock()):
+            if op.hold_id is None:
+                await self.records.update(op.id, status="failed", error_code="deadline", finished_at=self.clock())
+                settled += 1
+                continue
+            stored = False
+            if op.result_key:
+                try:
+                    await self.store.get(op.result_key)
+                    stored = True
+                except BlobMissing:
+                    pass
+            if stored:
+                await self.ledger.capture(op.hold_id)
+                await self.records.update(op.id, status="succeeded", tokens_charged=op.tokens_held,
+                                          finished_at=self.clock())
+            else:
+                await self.ledger.release(op.hold_id, reason="deadline")
+                await self.records.update(op.id, status="failed", error_code="deadline",
+                                          error_detail="the operation did not finish before its deadline",
+                                          finished_at=self.clock())
+            settled += 1
+        await self.ledger.reap()
+        await self.ledger.expire_due()
+        return settled

