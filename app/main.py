@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import anyio.to_thread
@@ -13,6 +14,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.static_files import create_static_files_router
 
 from app.db import create_engine, upgrade_async
 from app.features.catalogue import Catalogue
@@ -30,6 +32,7 @@ from app.settings import Settings
 from app.storage import create_store
 
 log = logging.getLogger("app")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def utc_now() -> datetime:
@@ -73,7 +76,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     app = Litestar(
         route_handlers=[healthz, readyz, OperationsController, CatalogueController, MeController,
-                        AdminController, PrometheusController],
+                        AdminController, PrometheusController,
+                        create_static_files_router(path="/assets", directories=[ASSETS], include_in_schema=False)],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

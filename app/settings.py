@@ -19,15 +19,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     models_dir: str = "./models"
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     storage_url: str = "file://./var/blobs"
-    s3_endpoint_url: str | None = None
     dev_user_header: str | None = None
-    jwt_hs256_secret: str | None = None
-    jwt_public_key_file: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
     admin_token: str | None = None
-    support_token: str | None = None
-    qa_token: str | None = None
     welcome_gift_tokens: int = 500_000
     monthly_trial_tokens: int = 0
     timezone: str = "Asia/Shanghai"
@@ -50,7 +43,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     migrate_on_start: bool = True
     hold_seconds: int = 300  # a hold's deadline after it is taken
     reaper_interval: float = 15.0
-    idempotency_hours: int = 24
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

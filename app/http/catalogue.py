@@ -8,6 +8,7 @@ from app.features.catalogue import Package
 from app.http.auth import current_user
 from app.http.views import FeatureView
 from app.operations.service import OperationsService
+from app.pets.thumbnails import style_catalogue
 
 
 class CatalogueController(Controller):
@@ -32,6 +33,10 @@ class CatalogueController(Controller):
         feature = service.catalogue.get(name)
         quote = await service.ledger.quote(user, feature.price)
         return {"feature": feature.name, "price": feature.price, "quote": quote}
+
+    @get("/v1/features/pet-avatar/styles", summary="The pet avatar's styles, each with a preview thumbnail")
+    async def pet_styles(self) -> list[dict]:
+        return style_catalogue(base_url="/assets/styles")
 
     @get("/v1/packages", summary="Token packages a user can buy")
     async def packages(self, service: OperationsService) -> list[Package]:

@@ -106,10 +106,13 @@ class ModelRegistry:
 
     def warm_up(self) -> None:
         """One run per cutout model (and a small one per style model) so request 1 is not slow."""
+        from app.pets.stylize import warm_up_style_models
+
         for model in self.models.values():
             family = CUTOUT_FAMILIES.get(model.spec.family)
             if family is not None:
                 model.run_sync(family.dummy_feeds(model.input_names[0]))
+        warm_up_style_models(self)
         self.ready = True
 
     def get(self, name: str, task: str | None = None) -> LoadedModel:

@@ -12,5 +12,9 @@ if TYPE_CHECKING:
 
 def build_runners(registry, settings) -> dict[str, "Runner"]:
     from app.runners.cutout import CutoutRunner
+    from app.runners.pet_avatar import PetAvatarRunner
 
-    return {"cutout": CutoutRunner(registry, settings)}
+    return {
+        "cutout": CutoutRunner(registry, settings),
+        "pet_avatar": PetAvatarRunner(registry, settings),
+    }

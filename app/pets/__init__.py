@@ -1,0 +1,1 @@
+"""AI pet avatar: the style catalogue, stylisation and compositing behind the pet-avatar runner."""
