@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     preview_pixels: int = 250_000
+    removal_max_area_share: float = 0.5  # a removal area over this share of the photo is refused
 
     # Inference
     models: str = ""  # comma-separated names to load; empty = every installed model a feature uses
@@ -43,6 +44,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     migrate_on_start: bool = True
     hold_seconds: int = 300  # a hold's deadline after it is taken
     reaper_interval: float = 15.0
+
+    # Storage
+    s3_endpoint_url: str | None = None  # S3-compatible stores (MinIO, Ceph, OSS); unset = AWS
+    s3_region: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"  # MinIO/Ceph usually need "path"
+    s3_sse: str | None = None  # ServerSideEncryption on every put: AES256 or aws:kms
+    s3_kms_key_id: str | None = None  # with aws:kms; unset = the bucket's default key
+    signing_secret: str | None = None  # HMAC key of local blob links; unset = var/signing.key next to the store
+    result_url_seconds: int = 900  # lifetime of a result link
+    input_retention_hours: int = 24
+    result_retention_days: int = 7
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Callable
 
+import anyio.to_thread
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
@@ -69,7 +70,9 @@ class OperationsService:
         started = time.perf_counter()
         feature = self.catalogue.get(feature_name)
         runner = self.runner_for(feature)
-        prepared = runner.prepare(form, feature)  # bad input fails here: nothing recorded or held
+        # Bad input fails here, before anything is recorded or held (in a thread: a removal mask
+        # is decoded and rasterised here).
+        prepared = await anyio.to_thread.run_sync(runner.prepare, form, feature)
 
         if idempotency_key:
             earlier = await self._earlier(user_id, idempotency_key, prepared)

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 def build_runners(registry, settings) -> dict[str, "Runner"]:
     from app.runners.cutout import CutoutRunner
     from app.runners.pet_avatar import PetAvatarRunner
+    from app.runners.removal import RemovalRunner
 
     return {
         "cutout": CutoutRunner(registry, settings),
         "pet_avatar": PetAvatarRunner(registry, settings),
+        "removal": RemovalRunner(registry, settings, max_area_share=settings.removal_max_area_share),
     }
