@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ledger = sub.add_parser("ledger", help="token ledger").add_subparsers(dest="action", required=True)
     ledger.add_parser("audit", help="check every invariant; exit 0 when all hold")
 
+    storage = sub.add_parser("storage", help="blob store").add_subparsers(dest="action", required=True)
+    storage.add_parser("purge", help="delete inputs and results past their retention now")
+
     serve = sub.add_parser("serve", help="serve the API with uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ("models", "list"): _models_list,
         ("db", "upgrade"): _db_upgrade,
         ("ledger", "audit"): _ledger_audit,
+        ("storage", "purge"): _storage_purge,
         ("serve", None): _serve,
     }[(args.group, getattr(args, "action", None))]
     return handler(settings, args)
@@ -98,6 +102,26 @@ def _ledger_audit(settings: Settings, args) -> int:
         print(problem)
     print("ledger audit: " + ("FAILED" if problems else "every invariant holds"))
     return 1 if problems else 0
+
+
+def _storage_purge(settings: Settings, args) -> int:
+    from datetime import UTC, datetime
+
+    from app.db import create_engine
+    from app.storage import create_store
+    from app.storage.retention import purge
+
+    async def run():
+        engine = create_engine(settings.database_url)
+        try:
+            return await purge(create_store(settings), engine, datetime.now(UTC),
+                               settings.input_retention_hours, settings.result_retention_days)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(f"purged {report.inputs} input(s) and {report.results} result(s)")
+    return 0
 
 
 def _serve(settings: Settings, args) -> int:

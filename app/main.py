@@ -21,7 +21,7 @@ from app.features.catalogue import Catalogue
 from app.http.catalogue import CatalogueController
 from app.http.health import healthz, readyz
 from app.http.ledger import AdminController, MeController
-from app.http.operations import OperationsController
+from app.http.operations import OperationsController, blob
 from app.http.problems import problem_details_plugin
 from app.inference.registry import ModelRegistry
 from app.ledger.service import Ledger
@@ -30,6 +30,7 @@ from app.operations.service import OperationsService
 from app.runners import build_runners
 from app.settings import Settings
 from app.storage import create_store
+from app.storage.retention import purge
 
 log = logging.getLogger("app")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     service = OperationsService(
         records=OperationRecords(engine), ledger=ledger, store=create_store(settings), catalogue=catalogue,
         runners=build_runners(registry, settings), clock=clock, hold_seconds=settings.hold_seconds,
+        result_url_seconds=settings.result_url_seconds,
     )
 
     @contextlib.asynccontextmanager
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if settings.migrate_on_start:
             await upgrade_async(engine)
         await anyio.to_thread.run_sync(registry.load)
-        background = [asyncio.create_task(_reap_forever(service, settings.reaper_interval))]
+        background = [asyncio.create_task(_housekeep_forever(service, settings))]
         if settings.warmup:
             background.append(asyncio.create_task(anyio.to_thread.run_sync(registry.warm_up)))
         try:
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, OperationsController, CatalogueController, MeController,
+        route_handlers=[healthz, readyz, OperationsController, blob, CatalogueController, MeController,
                         AdminController, PrometheusController,
                         create_static_files_router(path="/assets", directories=[ASSETS], include_in_schema=False)],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
@@ -91,14 +93,21 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     return app
 
 
-async def _reap_forever(service: OperationsService, interval: float) -> None:
-    """Settle holds past their deadline (crashes, lost vendors) and expire grants, forever."""
+async def housekeep(service: OperationsService, settings: Settings) -> None:
+    """One pass: settle holds past their deadline (crashes, lost vendors), expire grants, and
+    delete inputs and results past their retention."""
+    await service.reap()
+    await purge(service.store, service.records.engine, service.clock(),
+                settings.input_retention_hours, settings.result_retention_days)
+
+
+async def _housekeep_forever(service: OperationsService, settings: Settings) -> None:
     while True:
         try:
-            await service.reap()
+            await housekeep(service, settings)
         except Exception:
-            log.exception("reaper pass failed; retrying next interval")
-        await asyncio.sleep(interval)
+            log.exception("housekeeping pass failed; retrying next interval")
+        await asyncio.sleep(settings.reaper_interval)
 
 
 def __getattr__(name: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from datetime import datetime
 from typing import Annotated
@@ -15,6 +16,7 @@ from app.http.forms import read_form
 from app.http.views import OperationPage, OperationView
 from app.operations.service import OperationsService, Outcome
 from app.storage import BlobMissing
+from app.storage.signing import verify_blob_request
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -64,7 +66,7 @@ class OperationsController(Controller):
         form = await read_form(request)
         outcome = await service.submit(user, feature, form, idempotency_key)
         if _wants_json(request):
-            return Response(OperationView.of(outcome.operation), headers=_headers(outcome))
+            return Response(await _view(service, request, outcome.operation), headers=_headers(outcome))
         return Response(outcome.body, media_type=outcome.operation.result_content_type, headers=_headers(outcome))
 
     @get("/", summary="The caller's operations, newest first")
@@ -79,23 +81,27 @@ class OperationsController(Controller):
     ) -> OperationPage:
         user = current_user(request)
         ops = await service.records.list(user, feature=feature, status=status, limit=limit, before=before)
-        return OperationPage(items=[OperationView.of(o) for o in ops],
+        return OperationPage(items=[await _view(service, request, o) for o in ops],
                              next_before=ops[-1].created_at if len(ops) == limit else None)
 
     @get("/{operation_id:str}", summary="One operation's record")
     async def get_operation(self, request: Request, service: OperationsService, operation_id: str) -> OperationView:
-        return OperationView.of(await _own(service, request, operation_id))
+        return await _view(service, request, await _own(service, request, operation_id))
 
     @get("/{operation_id:str}/result", summary="The result bytes of a succeeded operation")
     async def get_result(self, request: Request, service: OperationsService, operation_id: str) -> Response[bytes]:
         op = await _own(service, request, operation_id)
         if op.status != "succeeded":
             raise NotFound(f"operation {op.id} has no result (status {op.status})")
-        try:
-            body = await service.result_bytes(op)
-        except BlobMissing:
-            raise ResultExpired("the result was deleted under the retention policy") from None
+        body = await service.result_bytes(op)
         return Response(body, media_type=op.result_content_type, headers={"X-Operation-Id": op.id})
+
+
+async def _view(service: OperationsService, request: Request, op) -> OperationView:
+    url = await service.result_url(op)
+    if url and url.startswith("/"):  # the app serves it (local store): make it absolute
+        url = str(request.base_url).rstrip("/") + url
+    return OperationView.of(op, url)
 
 
 async def _own(service: OperationsService, request: Request, operation_id: str):
@@ -104,3 +110,18 @@ async def _own(service: OperationsService, request: Request, operation_id: str):
     if op is None:
         raise NotFound("no such operation")
     return op
+
+
+@get("/v1/blobs/{key:path}", summary="A stored object, through a signed expiring link", tags=["operations"],
+     include_in_schema=False)
+async def blob(request: Request, service: OperationsService, key: str, expires: str | None = None,
+               sig: str | None = None) -> Response[bytes]:
+    """Links from the local folder store land here; the signature is the only credential."""
+    key = key.lstrip("/")
+    verify_blob_request(service.store, key, expires, sig, service.clock().timestamp())
+    try:
+        body = await service.store.get(key)
+    except BlobMissing:
+        raise ResultExpired("the object was deleted under the retention policy") from None
+    media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    return Response(body, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})

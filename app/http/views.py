@@ -28,13 +28,13 @@ class OperationView(msgspec.Struct, kw_only=True):
     result_content_type: str | None
 
     @classmethod
-    def of(cls, op: Operation) -> "OperationView":
+    def of(cls, op: Operation, result_url: str | None = None) -> "OperationView":
         return cls(
             id=op.id, feature=op.feature, status=op.status, runner=op.runner, model=op.model, options=op.options,
             tokens_held=op.tokens_held, tokens_charged=op.tokens_charged, error_code=op.error_code,
             error_detail=op.error_detail, created_at=op.created_at, started_at=op.started_at,
             finished_at=op.finished_at,
-            result_url=f"/v1/operations/{op.id}/result" if op.status == "succeeded" else None,
+            result_url=result_url,
             result_content_type=op.result_content_type,
         )
 

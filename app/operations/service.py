@@ -21,7 +21,10 @@ import anyio.to_thread
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import DomainError, IdempotencyInFlight, IdempotencyKeyReused, InferenceFailed, InsufficientTokens
+from app.errors import (
+    DomainError, FeatureUnavailable, IdempotencyInFlight, IdempotencyKeyReused, InferenceFailed, InsufficientTokens,
+    ResultExpired,
+)
 from app.features.catalogue import Catalogue
 from app.ledger.service import Ledger
 from app.metrics import OPERATION_SECONDS, OPERATIONS
@@ -48,7 +51,8 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 class OperationsService:
     def __init__(self, *, records: OperationRecords, ledger: Ledger, store: BlobStore, catalogue: Catalogue,
-                 runners: dict[str, Runner], clock: Callable[[], datetime], hold_seconds: int):
+                 runners: dict[str, Runner], clock: Callable[[], datetime], hold_seconds: int,
+                 result_url_seconds: int = 900):
         self.records = records
         self.ledger = ledger
         self.store = store
@@ -56,11 +60,10 @@ class OperationsService:
         self.runners = runners
         self.clock = clock
         self.hold_seconds = hold_seconds
+        self.result_url_seconds = result_url_seconds
         self._settling: set[asyncio.Task] = set()
 
     def runner_for(self, feature) -> Runner:
-        from app.errors import FeatureUnavailable
-
         runner = self.runners.get(feature.runner)
         if runner is None or not runner.available(feature):
             raise FeatureUnavailable(f"{feature.title} is not available on this deployment", feature=feature.name)
@@ -99,14 +102,17 @@ class OperationsService:
             raise
 
         try:
+            # Keys are recorded before their objects are written: retention and the reaper then
+            # know every object that may exist.
+            input_key = f"inputs/{user_id}/{op.id}"
             await self.records.update(op.id, status="running", hold_id=hold.id, tokens_held=feature.price,
-                                      started_at=self.clock())
+                                      started_at=self.clock(), input_key=input_key)
+            await self.store.put(input_key, prepared.input_bytes, prepared.input_type or "application/octet-stream")
             result = await runner.run(prepared)
-            ext = EXTENSIONS.get(result.content_type, "bin")
-            result_key = f"results/{user_id}/{op.id}.{ext}"
-            await self.store.put(result_key, result.body, result.content_type)
+            result_key = f"results/{user_id}/{op.id}.{EXTENSIONS.get(result.content_type, 'bin')}"
             await self.records.update(op.id, result_key=result_key, result_content_type=result.content_type,
                                       model=result.model)
+            await self.store.put(result_key, result.body, result.content_type)
             await self.ledger.capture(hold.id)
         except BaseException as exc:
             await self._settle_failure(op, hold.id, exc)
@@ -136,7 +142,7 @@ class OperationsService:
             raise IdempotencyInFlight("a request with this Idempotency-Key is still running",
                                       operation_id=op.id, headers={"Retry-After": "1"})
         if op.status == "succeeded":
-            body = await self.store.get(op.result_key)
+            body = await self.result_bytes(op)
             remaining = (op.result_meta or {}).get("tokens_remaining")
             return Outcome(operation=op, body=body, tokens_remaining=remaining, replayed=True)
         await self.records.forget_key(op.id)  # failed: it cost nothing, so a retry runs again
@@ -170,7 +176,17 @@ class OperationsService:
         await asyncio.shield(task)
 
     async def result_bytes(self, op: Operation) -> bytes:
-        return await self.store.get(op.result_key)
+        """The stored result; 410 result_expired once retention removed it."""
+        try:
+            return await self.store.get(op.result_key)
+        except BlobMissing:
+            raise ResultExpired("the result was deleted under the retention policy") from None
+
+    async def result_url(self, op: Operation) -> str | None:
+        """A signed, expiring link to the result of a succeeded operation."""
+        if op.status != "succeeded" or not op.result_key:
+            return None
+        return await self.store.url(op.result_key, self.result_url_seconds)
 
     async def reap(self) -> int:
         """Settle operations past their hold deadline: capture if the result was stored (the

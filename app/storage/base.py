@@ -1,8 +1,8 @@
-"""The blob store interface every implementation follows."""
+"""The blob store interface every implementation follows, and its errors."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterable, Protocol
 
 from app.errors import DomainError
 
@@ -17,10 +17,23 @@ class StorageUnavailable(DomainError):
     title = "Result storage is unavailable"
 
 
+class LinkExpired(DomainError):
+    code = "link_expired"
+    status = 410
+    title = "This download link has expired"
+
+
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Atomic: a reader sees the whole object or none of it."""
 
     async def get(self, key: str) -> bytes: ...
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """No error when the object is already gone."""
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Batched ``delete`` for retention (one request per 1,000 keys on S3)."""
+
+    async def url(self, key: str, expires_in: int) -> str:
+        """A link that downloads the object without other credentials, for ``expires_in`` seconds."""
