@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import anyio.to_thread
+import httpx
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -23,14 +24,17 @@ from app.http.health import healthz, readyz
 from app.http.ledger import AdminController, MeController
 from app.http.operations import OperationsController, blob
 from app.http.problems import problem_details_plugin
+from app.http.vendors import vendor_callback
 from app.inference.registry import ModelRegistry
 from app.ledger.service import Ledger
 from app.operations.records import OperationRecords
 from app.operations.service import OperationsService
+from app.operations.vendors import VendorOperations
 from app.runners import build_runners
 from app.settings import Settings
 from app.storage import create_store
 from app.storage.retention import purge
+from app.vendors.config import load_vendors
 
 log = logging.getLogger("app")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -50,11 +54,15 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         monthly_trial_tokens=settings.monthly_trial_tokens, timezone=settings.timezone,
         feature_titles=catalogue.titles(),
     )
+    store = create_store(settings)
+    vendors = load_vendors(settings.features_file)
+    http = httpx.AsyncClient(headers={"User-Agent": "trialzone/1"})
     service = OperationsService(
-        records=OperationRecords(engine), ledger=ledger, store=create_store(settings), catalogue=catalogue,
-        runners=build_runners(registry, settings), clock=clock, hold_seconds=settings.hold_seconds,
-        result_url_seconds=settings.result_url_seconds,
+        records=OperationRecords(engine), ledger=ledger, store=store, catalogue=catalogue,
+        runners=build_runners(registry, settings, vendors=vendors, store=store, http=http), clock=clock,
+        hold_seconds=settings.hold_seconds, result_url_seconds=settings.result_url_seconds,
     )
+    vendor_operations = VendorOperations(service, vendors, http, settings.max_pixels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -64,7 +72,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if settings.migrate_on_start:
             await upgrade_async(engine)
         await anyio.to_thread.run_sync(registry.load)
-        background = [asyncio.create_task(_housekeep_forever(service, settings))]
+        background = [asyncio.create_task(_housekeep_forever(service, settings)),
+                      asyncio.create_task(vendor_operations.poll_forever())]
         if settings.warmup:
             background.append(asyncio.create_task(anyio.to_thread.run_sync(registry.warm_up)))
         try:
@@ -74,10 +83,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             registry.close()
+            await http.aclose()
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, OperationsController, blob, CatalogueController, MeController,
+        route_handlers=[healthz, readyz, OperationsController, blob, vendor_callback, CatalogueController, MeController,
                         AdminController, PrometheusController,
                         create_static_files_router(path="/assets", directories=[ASSETS], include_in_schema=False)],
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
@@ -90,6 +100,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.settings = settings
     app.state.registry = registry
     app.state.service = service
+    app.state.vendor_operations = vendor_operations
     return app
 
 

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     queue_size: int = 16  # requests waiting per model before 503 busy
     busy_retry_after: int = 2
 
+    # Partners
+    public_url: str = "http://127.0.0.1:8000"  # how partners reach us: callbacks, input links
+
     # Ledger
     migrate_on_start: bool = True
     hold_seconds: int = 300  # a hold's deadline after it is taken

@@ -18,15 +18,12 @@ from app.pets.styles import STYLES
 from app.runners.base import Upload
 from app.runners.pet_avatar import PetAvatarRunner
 from app.settings import Settings
+from skimage import data
 
-data = pytest.importorskip("skimage.data")
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODELS = "u2netp,multistyle26,arbitrary_predict,arbitrary_transform"
 GREEN = (0, 200, 0)
-
-if not all((MODELS_DIR / f"{name}.onnx").is_file() for name in MODELS.split(",")):
-    pytest.skip("weights missing: run `python -m app models fetch`", allow_module_level=True)
 
 
 def png(pixels: np.ndarray) -> Upload:

@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.inference.registry import ModelRegistry
-from app.runners import build_runners
-from app.settings import Settings
-from tests.live import MODELS
 from tests.test_removal import DISCS, RED, disc, photo_of, png
-
-pytestmark = pytest.mark.skipif(
-    "removal" not in build_runners(ModelRegistry(Settings(models_dir=MODELS)), Settings()),
-    reason="RemovalRunner is not wired into app.runners.build_runners yet",
-)
 
 USER = {"X-User-Id": "bob"}
 

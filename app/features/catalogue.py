@@ -29,7 +29,9 @@ class Feature(msgspec.Struct, frozen=True, kw_only=True):
     price: int
     runner: str  # a local runner's name (cutout, removal, pet_avatar) or "vendor"
     model: str | None = None  # the default model of a local runner
-    vendor: str | None = None
+    vendor: str | None = None  # the partner a "vendor" runner delegates to
+    vendor_task: str | None = None  # what the partner calls this task (default: the feature's name)
+    needs_image: bool = True  # False: the request is a description alone (pet-generate)
     description: str = ""
 
 
@@ -51,6 +53,7 @@ DEFAULT_FEATURES = {
     "pet-avatar": {"title": "AI pet avatar", "price": 60_000, "runner": "pet_avatar", "model": "multistyle26",
                    "description": "Turn a pet photo into a styled avatar."},
     "pet-generate": {"title": "AI pet from a description", "price": 80_000, "runner": "vendor",
+                     "vendor": "sandbox", "needs_image": False,
                      "description": "Draw a pet from a description (partner vendor)."},
 }
 

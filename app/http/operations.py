@@ -65,6 +65,9 @@ class OperationsController(Controller):
             raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
         form = await read_form(request)
         outcome = await service.submit(user, feature, form, idempotency_key)
+        if outcome.accepted:  # a partner works on it: follow the record
+            headers = _headers(outcome) | {"Location": f"/v1/operations/{outcome.operation.id}"}
+            return Response(await _view(service, request, outcome.operation), status_code=202, headers=headers)
         if _wants_json(request):
             return Response(await _view(service, request, outcome.operation), headers=_headers(outcome))
         return Response(outcome.body, media_type=outcome.operation.result_content_type, headers=_headers(outcome))

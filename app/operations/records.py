@@ -37,6 +37,8 @@ class Operation(msgspec.Struct, kw_only=True):
     started_at: datetime | None
     finished_at: datetime | None
     deadline: datetime | None
+    vendor: str | None = None
+    vendor_task_id: str | None = None
 
 
 def _row(row) -> Operation:
@@ -86,6 +88,17 @@ class OperationRecords:
         if before:
             query = query.where(t.c.created_at < before)
         query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(query))]
+
+    async def settle(self, op_id: str, **values: Any) -> bool:
+        """Finish an active operation; False when it already finished (a late or racing answer)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(t.update().where(t.c.id == op_id, t.c.status.in_(ACTIVE)).values(**values))
+        return result.rowcount == 1
+
+    async def active_with_vendor(self, vendors: list[str]) -> list[Operation]:
+        query = t.select().where(t.c.status == "running", t.c.vendor.in_(vendors))
         async with self.engine.connect() as conn:
             return [_row(r) for r in (await conn.execute(query))]
 

@@ -11,6 +11,7 @@ a result behind it; a crash anywhere leaves a hold that the reaper settles at it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from app.errors import (
     ResultExpired,
 )
 from app.features.catalogue import Catalogue
+from app.ledger.errors import HoldNotActive
 from app.ledger.service import Ledger
 from app.metrics import OPERATION_SECONDS, OPERATIONS
 from app.operations.records import ACTIVE, Operation, OperationRecords
@@ -45,8 +47,9 @@ def new_operation_id() -> str:
 class Outcome(msgspec.Struct, kw_only=True):
     operation: Operation
     body: bytes
-    tokens_remaining: int
+    tokens_remaining: int | None
     replayed: bool = False
+    accepted: bool = False  # 202: a partner works on it; follow GET /v1/operations/{id}
 
 
 class OperationsService:
@@ -82,7 +85,7 @@ class OperationsService:
             if earlier is not None:
                 return earlier
         try:
-            op = await self._record(user_id, feature, prepared, idempotency_key)
+            op = await self._record(user_id, feature, prepared, idempotency_key, runner)
         except IntegrityError:  # a concurrent request with the same key won the race
             earlier = await self._earlier(user_id, idempotency_key, prepared)
             if earlier is None:
@@ -104,15 +107,18 @@ class OperationsService:
         try:
             # Keys are recorded before their objects are written: retention and the reaper then
             # know every object that may exist.
-            input_key = f"inputs/{user_id}/{op.id}"
+            input_key = f"inputs/{user_id}/{op.id}" if prepared.input_bytes is not None else None
             await self.records.update(op.id, status="running", hold_id=hold.id, tokens_held=feature.price,
                                       started_at=self.clock(), input_key=input_key)
-            await self.store.put(input_key, prepared.input_bytes, prepared.input_type or "application/octet-stream")
+            if input_key:
+                await self.store.put(input_key, prepared.input_bytes, prepared.input_type or "application/octet-stream")
+            if runner.asynchronous:  # a partner works on it and answers later (callback or poll)
+                ack = await runner.dispatch(feature, op.id, prepared, input_key)
+                await self.records.update(op.id, vendor=feature.vendor, vendor_task_id=ack.task_id)
+                return Outcome(operation=await self.records.get(op.id), body=b"", tokens_remaining=None,
+                               accepted=True)
             result = await runner.run(prepared)
-            result_key = f"results/{user_id}/{op.id}.{EXTENSIONS.get(result.content_type, 'bin')}"
-            await self.records.update(op.id, result_key=result_key, result_content_type=result.content_type,
-                                      model=result.model)
-            await self.store.put(result_key, result.body, result.content_type)
+            await self._store_result(op, result.body, result.content_type, result.model)
             await self.ledger.capture(hold.id)
         except BaseException as exc:
             await self._settle_failure(op, hold.id, exc)
@@ -130,6 +136,45 @@ class OperationsService:
         done = await self.records.get(op.id)
         return Outcome(operation=done, body=result.body, tokens_remaining=balance.available)
 
+    async def _store_result(self, op: Operation, body: bytes, content_type: str, model: str | None) -> None:
+        """Written before any capture: a charge always has its result behind it."""
+        result_key = f"results/{op.user_id}/{op.id}.{EXTENSIONS.get(content_type, 'bin')}"
+        await self.records.update(op.id, result_key=result_key, result_content_type=content_type, model=model)
+        await self.store.put(result_key, body, content_type)
+
+    async def complete(self, op: Operation, body: bytes, content_type: str, model: str | None) -> bool:
+        """A partner's result arrived: store it, then capture. False when the operation had
+        already finished (expired, failed): the result is recorded and nothing is charged."""
+        if op.status not in ACTIVE:
+            await self.note_late(op, "succeeded")
+            return False
+        await self._store_result(op, body, content_type, model)
+        try:
+            await self.ledger.capture(op.hold_id)
+        except HoldNotActive:  # the reaper released it at the deadline a moment ago
+            await self.note_late(op, "succeeded")
+            return False
+        settled = await self.records.settle(op.id, status="succeeded", tokens_charged=op.tokens_held,
+                                            finished_at=self.clock())
+        OPERATIONS.labels(op.feature, model or "", "succeeded").inc()
+        return settled
+
+    async def note_late(self, op: Operation, answer: str) -> None:
+        """A partner answered after the operation finished: kept on the record, never charged."""
+        await self.records.update(op.id, result_meta=(op.result_meta or {}) | {"late_answer": answer})
+
+    async def fail(self, op: Operation, code: str, detail: str) -> bool:
+        """A partner failed or sent something unusable: release, no charge."""
+        if op.status not in ACTIVE:
+            return False
+        try:
+            await self.ledger.release(op.hold_id, reason=code)
+        except HoldNotActive:  # already captured by a racing success: that outcome stands
+            return False
+        OPERATIONS.labels(op.feature, op.model or "", "failed").inc()
+        return await self.records.settle(op.id, status="failed", error_code=code, error_detail=detail,
+                                         finished_at=self.clock())
+
     async def _earlier(self, user_id: str, key: str, prepared: Prepared) -> Outcome | None:
         """Replay a finished request with this key, refuse a different one, 409 while in flight."""
         op = await self.records.by_key(user_id, key)
@@ -138,24 +183,26 @@ class OperationsService:
         if op.request_hash != prepared.request_hash:
             raise IdempotencyKeyReused("this Idempotency-Key was first used for a different request",
                                        operation_id=op.id)
-        if op.status in ACTIVE:
+        if op.status in ACTIVE and not op.vendor:
             raise IdempotencyInFlight("a request with this Idempotency-Key is still running",
                                       operation_id=op.id, headers={"Retry-After": "1"})
-        if op.status == "succeeded":
-            body = await self.result_bytes(op)
+        if op.status == "succeeded" or (op.status in ACTIVE and op.vendor):
+            body = await self.result_bytes(op) if op.status == "succeeded" else b""
             remaining = (op.result_meta or {}).get("tokens_remaining")
-            return Outcome(operation=op, body=body, tokens_remaining=remaining, replayed=True)
+            return Outcome(operation=op, body=body, tokens_remaining=remaining, replayed=True,
+                           accepted=op.status != "succeeded")
         await self.records.forget_key(op.id)  # failed: it cost nothing, so a retry runs again
         return None
 
-    async def _record(self, user_id: str, feature, prepared: Prepared, key: str | None) -> Operation:
+    async def _record(self, user_id: str, feature, prepared: Prepared, key: str | None, runner: Runner) -> Operation:
         now = self.clock()
+        seconds = runner.deadline_seconds(feature) if runner.asynchronous else self.hold_seconds
         op_id = new_operation_id()
         await self.records.insert(
             id=op_id, user_id=user_id, feature=feature.name, runner=feature.runner, model=prepared.model,
             options=prepared.options, status="pending", idempotency_key=key,
             request_hash=prepared.request_hash, created_at=now,
-            deadline=now + timedelta(seconds=self.hold_seconds),
+            deadline=now + timedelta(seconds=seconds), vendor=feature.vendor if runner.asynchronous else None,
         )
         return await self.records.get(op_id)
 
@@ -189,32 +236,31 @@ class OperationsService:
         return await self.store.url(op.result_key, self.result_url_seconds)
 
     async def reap(self) -> int:
-        """Settle operations past their hold deadline: capture if the result was stored (the
-        process died between storing and capturing), else release. Then let the ledger release
-        any hold left without an operation."""
+        """Settle operations past their deadline: capture if the result was stored (the process
+        died between storing and capturing), else release (a partner's operation expires). Then
+        let the ledger release any hold left without an operation, and expire grants."""
         settled = 0
         for op in await self.records.overdue(self.clock()):
-            if op.hold_id is None:
-                await self.records.update(op.id, status="failed", error_code="deadline", finished_at=self.clock())
-                settled += 1
+            if op.hold_id and op.result_key and await self._stored(op.result_key):
+                with contextlib.suppress(HoldNotActive):
+                    await self.ledger.capture(op.hold_id)
+                settled += await self.records.settle(op.id, status="succeeded", tokens_charged=op.tokens_held,
+                                                     finished_at=self.clock())
                 continue
-            stored = False
-            if op.result_key:
-                try:
-                    await self.store.get(op.result_key)
-                    stored = True
-                except BlobMissing:
-                    pass
-            if stored:
-                await self.ledger.capture(op.hold_id)
-                await self.records.update(op.id, status="succeeded", tokens_charged=op.tokens_held,
-                                          finished_at=self.clock())
-            else:
-                await self.ledger.release(op.hold_id, reason="deadline")
-                await self.records.update(op.id, status="failed", error_code="deadline",
-                                          error_detail="the operation did not finish before its deadline",
-                                          finished_at=self.clock())
-            settled += 1
+            if op.hold_id:
+                with contextlib.suppress(HoldNotActive):
+                    await self.ledger.release(op.hold_id, reason="deadline")
+            status, code = ("expired", "vendor_timeout") if op.vendor else ("failed", "deadline")
+            settled += await self.records.settle(op.id, status=status, error_code=code,
+                                                 error_detail="the operation did not finish before its deadline",
+                                                 finished_at=self.clock())
         await self.ledger.reap()
         await self.ledger.expire_due()
         return settled
+
+    async def _stored(self, key: str) -> bool:
+        try:
+            await self.store.get(key)
+            return True
+        except BlobMissing:
+            return False

@@ -43,6 +43,8 @@ class Result(msgspec.Struct, kw_only=True):
 
 
 class Runner(Protocol):
+    asynchronous: bool  # True: ``dispatch`` hands the work to a partner, who answers later
+
     def available(self, feature) -> bool: ...
 
     def models(self, feature) -> list[str]:

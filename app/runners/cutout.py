@@ -38,6 +38,8 @@ def parse_colour(value: str) -> tuple[int, int, int]:
 
 
 class CutoutRunner:
+    asynchronous = False  # answers in the request
+
     def __init__(self, registry: ModelRegistry, settings: Settings):
         self.registry = registry
         self.settings = settings

@@ -60,6 +60,8 @@ class Plan:
 
 
 class PetAvatarRunner:
+    asynchronous = False  # answers in the request
+
     def __init__(self, registry: ModelRegistry, settings: Settings):
         self.registry = registry
         self.settings = settings

@@ -36,6 +36,8 @@ class RemovalOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class RemovalRunner:
+    asynchronous = False  # answers in the request
+
     def __init__(self, registry: ModelRegistry, settings: Settings, *, max_area_share: float = 0.5):
         self.registry = registry
         self.settings = settings
