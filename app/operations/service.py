@@ -119,7 +119,7 @@ class OperationsService:
                                accepted=True)
             result = await runner.run(prepared)
             await self._store_result(op, result.body, result.content_type, result.model)
-            await self.ledger.capture(hold.id)
+            captured = await self.ledger.capture(hold.id)
         except BaseException as exc:
             await self._settle_failure(op, hold.id, exc)
             OPERATIONS.labels(feature.name, prepared.model or "", "failed").inc()
@@ -128,13 +128,12 @@ class OperationsService:
             log.exception("operation %s failed", op.id)
             raise InferenceFailed("the operation failed; no tokens were charged", operation_id=op.id) from None
 
-        balance = await self.ledger.balance(user_id)
         await self.records.update(op.id, status="succeeded", tokens_charged=feature.price, finished_at=self.clock(),
-                                  result_meta=result.meta | {"tokens_remaining": balance.available})
+                                  result_meta=result.meta | {"tokens_remaining": captured.available})
         OPERATIONS.labels(feature.name, result.model or "", "succeeded").inc()
         OPERATION_SECONDS.labels(feature.name, result.model or "").observe(time.perf_counter() - started)
         done = await self.records.get(op.id)
-        return Outcome(operation=done, body=result.body, tokens_remaining=balance.available)
+        return Outcome(operation=done, body=result.body, tokens_remaining=captured.available)
 
     async def _store_result(self, op: Operation, body: bytes, content_type: str, model: str | None) -> None:
         """Written before any capture: a charge always has its result behind it."""
