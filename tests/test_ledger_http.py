@@ -29,6 +29,8 @@ def small_photo() -> bytes:
 async def app_client(tmp_path):
     app = create_app(make_settings(tmp_path, queue_size=64))
     async with AsyncTestClient(app, timeout=120) as client:
+        while not app.state.registry.ready:  # the warm-up run must not count as a request's
+            await asyncio.sleep(0.05)
         yield app, client
 
 

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import run_read, run_write
 
 from app.tables import operations as t
 
@@ -46,37 +47,43 @@ def _row(row) -> Operation:
 
 
 class OperationRecords:
+    """Reads and writes go through app.db.run_read / run_write: on SQLite they share the
+    ledger's single writer thread (group commit) and WAL readers, instead of contending for the
+    write lock through aiosqlite."""
+
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
 
+    async def _write(self, statement) -> int:
+        return await run_write(self.engine, lambda conn: conn.execute(statement).rowcount)
+
+    async def _rows(self, query) -> list[Operation]:
+        return await run_read(self.engine, lambda conn: [_row(r) for r in conn.execute(query)])
+
     async def insert(self, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(t.insert().values(**values))
+        await self._write(t.insert().values(**values))
 
     async def update(self, op_id: str, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(t.update().where(t.c.id == op_id).values(**values))
+        await self._write(t.update().where(t.c.id == op_id).values(**values))
+
+    async def settle(self, op_id: str, **values: Any) -> bool:
+        """Finish an active operation; False when it already finished (a late or racing answer)."""
+        return await self._write(t.update().where(t.c.id == op_id, t.c.status.in_(ACTIVE)).values(**values)) == 1
+
+    async def forget_key(self, op_id: str) -> None:
+        """A failed operation gives its Idempotency-Key back, so a retry can run."""
+        await self._write(t.update().where(t.c.id == op_id, t.c.status.not_in(ACTIVE)).values(idempotency_key=None))
 
     async def get(self, op_id: str, user_id: str | None = None) -> Operation | None:
         query = t.select().where(t.c.id == op_id)
         if user_id is not None:
             query = query.where(t.c.user_id == user_id)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return _row(row) if row else None
+        rows = await self._rows(query)
+        return rows[0] if rows else None
 
     async def by_key(self, user_id: str, key: str) -> Operation | None:
-        query = t.select().where(t.c.user_id == user_id, t.c.idempotency_key == key)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return _row(row) if row else None
-
-    async def forget_key(self, op_id: str) -> None:
-        """A failed operation gives its Idempotency-Key back, so a retry can run."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                t.update().where(t.c.id == op_id, t.c.status.not_in(ACTIVE)).values(idempotency_key=None)
-            )
+        rows = await self._rows(t.select().where(t.c.user_id == user_id, t.c.idempotency_key == key))
+        return rows[0] if rows else None
 
     async def list(self, user_id: str, *, feature: str | None = None, status: str | None = None,
                    limit: int = 20, before: datetime | None = None) -> list[Operation]:
@@ -87,22 +94,10 @@ class OperationRecords:
             query = query.where(t.c.status == status)
         if before:
             query = query.where(t.c.created_at < before)
-        query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query))]
-
-    async def settle(self, op_id: str, **values: Any) -> bool:
-        """Finish an active operation; False when it already finished (a late or racing answer)."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(t.update().where(t.c.id == op_id, t.c.status.in_(ACTIVE)).values(**values))
-        return result.rowcount == 1
+        return await self._rows(query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit))
 
     async def active_with_vendor(self, vendors: list[str]) -> list[Operation]:
-        query = t.select().where(t.c.status == "running", t.c.vendor.in_(vendors))
-        async with self.engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query))]
+        return await self._rows(t.select().where(t.c.status == "running", t.c.vendor.in_(vendors)))
 
     async def overdue(self, now: datetime) -> list[Operation]:
-        query = t.select().where(t.c.status.in_(ACTIVE), t.c.deadline < now)
-        async with self.engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query))]
+        return await self._rows(t.select().where(t.c.status.in_(ACTIVE), t.c.deadline < now))

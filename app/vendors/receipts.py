@@ -7,14 +7,15 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import run_write
 from app.tables import webhook_receipts as t
 
 
 async def first_time(engine: AsyncEngine, source: str, webhook_id: str, now: datetime) -> bool:
     """Record the receipt; False when this webhook-id was already received from ``source``."""
     try:
-        async with engine.begin() as conn:
-            await conn.execute(t.insert().values(source=source, webhook_id=webhook_id, received_at=now))
+        await run_write(engine, lambda conn: conn.execute(
+            t.insert().values(source=source, webhook_id=webhook_id, received_at=now)))
     except IntegrityError:
         return False
     return True
@@ -22,5 +23,5 @@ async def first_time(engine: AsyncEngine, source: str, webhook_id: str, now: dat
 
 async def forget(engine: AsyncEngine, source: str, webhook_id: str) -> None:
     """Processing failed for a reason of ours: let the sender's retry through."""
-    async with engine.begin() as conn:
-        await conn.execute(t.delete().where(t.c.source == source, t.c.webhook_id == webhook_id))
+    await run_write(engine, lambda conn: conn.execute(
+        t.delete().where(t.c.source == source, t.c.webhook_id == webhook_id)))
