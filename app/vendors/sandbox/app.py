@@ -112,16 +112,22 @@ class Sandbox:
 
     async def work(self, task: Task) -> None:
         how = task.behaviour
+        status = task.status
+        try:  # like a real partner: fetch the photo on receipt (its link expires), then work
+            photo, fetch_error = await self.input_bytes(task.request), None
+        except Exception as exc:
+            photo, fetch_error = None, exc
         await asyncio.sleep(how.delay if how.delay is not None else (5.0 if how.behaviour == "slow" else 0.0))
         if how.behaviour == "never":
             return
-        status = task.status
         if how.behaviour == "fail":
             status.status, status.error = "failed", TaskError(code="sandbox_failure",
                                                               message="the sandbox was told to fail this task")
+        elif fetch_error is not None:
+            status.status, status.error = "failed", TaskError(code="input_unavailable",
+                                                              message=type(fetch_error).__name__)
         else:
             try:
-                photo = await self.input_bytes(task.request)
                 body, content_type = await anyio.to_thread.run_sync(
                     self.worker.run, task.request.feature, photo, task.request.params)
                 status.result = self.publish(body, content_type, how.result)
