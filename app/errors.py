@@ -59,3 +59,16 @@ InvalidStrokes = _error("InvalidStrokes", "invalid_strokes", 422, "The strokes a
 InvalidBoxes = _error("InvalidBoxes", "invalid_boxes", 422, "The boxes are not valid")
 AreaEmpty = _error("AreaEmpty", "area_empty", 422, "The area to remove is empty")
 AreaTooLarge = _error("AreaTooLarge", "area_too_large", 422, "The area to remove covers too much of the photo")
+
+# Abuse limits (app/http/limits.py)
+RateLimited = _error("RateLimited", "rate_limited", 429, "Too many requests; slow down")
+RequestTimeout = _error("RequestTimeout", "request_timeout", 408, "The request did not arrive in time")
+ProcessingTimeout = _error("ProcessingTimeout", "processing_timeout", 503, "The request took too long to answer")
+
+# Token packages on the phone bill (app/billing, docs/billing.md)
+IdempotencyKeyRequired = _error("IdempotencyKeyRequired", "idempotency_key_required", 400, "This request needs an Idempotency-Key header")
+UnknownPackage = _error("UnknownPackage", "unknown_package", 404, "No such package on sale")
+NotRenewable = _error("NotRenewable", "not_renewable", 409, "That order does not renew")
+OrderNotRefundable = _error("OrderNotRefundable", "order_not_refundable", 409, "That order is not paid, so it cannot be refunded")
+BillingRejected = _error("BillingRejected", "billing_rejected", 502, "The carrier's billing system refused the request")
+BillingUnavailable = _error("BillingUnavailable", "billing_unavailable", 503, "The carrier's billing system is unavailable")

@@ -43,6 +43,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Partners
     public_url: str = "http://127.0.0.1:8000"  # how partners reach us: callbacks, input links
 
+    # Billing (docs/billing.md): token packages charged to the phone bill
+    billing_url: str | None = None  # the carrier billing system; unset = no orders (503 billing_unavailable)
+    billing_api_key: str | None = None  # Bearer credential we send to billing
+    billing_callback_secrets: str = ""  # comma-separated whsec_... secrets billing signs callbacks with
+
     # Ledger
     migrate_on_start: bool = True
     hold_seconds: int = 300  # a hold's deadline after it is taken
@@ -58,6 +63,30 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     result_url_seconds: int = 900  # lifetime of a result link
     input_retention_hours: int = 24
     result_retention_days: int = 7
+
+    # Auth and limits (docs/security.md)
+    support_token: str | None = None  # staff bearer credential of the support role; unset = role off
+    qa_token: str | None = None  # staff bearer credential of the qa role; unset = role off
+    jwt_hs256_secret: str | None = None  # app users' JWTs signed HS256 with this secret
+    jwt_public_key_file: str | None = None  # PEM public key(s)/certificate(s) or a JWKS JSON file (RS/ES/EdDSA)
+    jwt_issuer: str | None = None  # required `iss` when set
+    jwt_audience: str | None = None  # required `aud` when set (comma-separated: any of them)
+    jwt_roles_claim: str = "roles"  # JWT claim listing staff roles (admin, support, qa); sub names the operator
+    jwt_leeway_seconds: int = 30  # clock skew allowed on exp and nbf
+    redis_url: str | None = None  # shared store of rate limits and per-user counters; unset = in process
+    redis_namespace: str = "trialzone"  # key prefix in Redis
+    rate_limit_per_minute: int = 300  # requests per user (per client IP when anonymous); 0 = off
+    user_operations_in_flight: int = 4  # concurrent POST /v1/operations/* per user before 429; 0 = off
+    uploads_in_flight: int = 32  # concurrent POST /v1/operations/* per process before 503 busy; 0 = off
+    request_timeout_seconds: float = 120.0  # until the response starts: 408 (body late) or 503; 0 = off
+
+    # Performance (docs/performance.md)
+    inference_spinning: bool = False  # ORT intra-op threads spin-wait between ops: burns cores others need
+    inference_mem_arena: bool = True  # ORT's CPU memory arena: faster runs; fixed input sizes keep it bounded
+    inference_mem_pattern: bool = False  # ORT's memory-pattern planning: ~200 MB more per session, no faster here
+    batching: Literal["auto", "on", "off"] = "auto"  # one session.run for concurrent requests; auto = CUDA only
+    batch_max_size: int = 8  # requests per batched session.run at most
+    batch_max_wait_ms: float = 3.0  # how long a request waits for others to share its batch
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

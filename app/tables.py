@@ -192,3 +192,66 @@ webhook_receipts = Table(
     Column("received_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("source", "webhook_id"),
 )
+
+# Token packages bought on the phone bill (app/billing, docs/billing.md). An order snapshots its
+# package, so a later catalogue change never rewrites what a user bought.
+ORDER_STATUSES = ("pending", "paid", "failed", "cancelled", "refunding", "refunded")
+SUBSCRIPTION_STATUSES = ("pending", "active", "cancelled", "lapsed")
+
+orders = Table(
+    "billing_orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("package_id", String(64), nullable=False),
+    Column("package_name", String(200), nullable=False),
+    Column("validity", String(16), nullable=False),  # one_off | monthly
+    Column("price_fen", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("valid_days", Integer),  # one_off: days the tokens last from payment
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(255)),  # the buyer's; null on renewals
+    Column("subscription_id", String(32)),  # monthly packages
+    Column("period", String(7)),  # YYYY-MM: the carrier month a monthly order pays for
+    Column("charge_id", String(128)),  # billing's reference, once it took the charge
+    Column("grant_id", String(32)),
+    Column("expires_at", UTCDateTime),  # when the granted tokens expire
+    Column("failure", Text),
+    Column("refunded_tokens", BigInteger),
+    Column("refunded_fen", BigInteger),
+    Column("refund_id", String(128)),
+    Column("refunded_by", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),  # failed, cancelled or refunded
+    CheckConstraint(_one_of("status", ORDER_STATUSES), name="status"),
+    CheckConstraint("price_fen >= 0 AND tokens > 0", name="positive"),
+    UniqueConstraint("user_id", "idempotency_key"),
+    UniqueConstraint("subscription_id", "period"),  # one order per month, whichever replica makes it
+    Index(None, "user_id", "created_at"),
+    Index(None, "status"),
+)
+
+subscriptions = Table(
+    "billing_subscriptions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(128), nullable=False, index=True),
+    Column("package_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("last_period", String(7), nullable=False),  # the latest month an order was made for
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    CheckConstraint(_one_of("status", SUBSCRIPTION_STATUSES), name="status"),
+    Index(None, "status", "last_period"),
+)
+
+# Users QA made for testing (app/http/qa.py): only these may be acted as with the QA credential and
+# the X-Test-User header, and only these can be topped up or reset from the QA console.
+test_users = Table(
+    "test_users",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

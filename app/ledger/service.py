@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,7 +34,11 @@ from app.ledger.models import (
 )
 from app.ledger.policy import GRANT_KINDS, carrier_month, month_label, plan, spend_key, usable
 from app.ledger.text import describe
+from app.tables import entries as E
 from app.tables import grants as G
+
+
+REVOKED = "revoked: "  # how revoke_grant notes its journal entry
 
 
 class _Unsettled(Exception):
@@ -170,6 +175,9 @@ class Ledger:
 
     def _reserve(self, conn: Connection, user_id: str, amount: int, operation_id: str, feature: str,
                  deadline: datetime, now: datetime) -> HoldView:
+        # Read the clock again under the account lock: a grant that a racing first request made
+        # after ``now`` was taken (the welcome gift) is then already valid for this one.
+        now = max(now, self._clock())
         after = conn.execute(q.RESERVE_ACCOUNT, {"u": user_id, "amt": amount}).first()
         if after is None or self._unsettled(after, now):
             raise _Unsettled
@@ -363,6 +371,40 @@ class Ledger:
                           balance_after=r.balance_after, feature_title=title, grant_kind=r.grant_kind,
                           note=r.note),
         )
+
+    # Revocation -------------------------------------------------------------------------------
+
+    async def revoke_grant(self, grant_id: str, *, reason: str, actor: str | None = None) -> GrantView:
+        """Take back what remains of a grant (a refunded purchase). ``remaining`` moves to
+        ``expired`` and is journaled as an ``expire`` entry noted "revoked: <reason>", so the
+        grant stays conserved and the audit counts it like any expiry. Held tokens stay with their
+        operations (a release gives them back to the grant, spendable). Idempotent: the first call
+        journals, even when nothing remains; later calls return the grant as it is."""
+        now = self._clock()
+        one = G.select().where(G.c.id == grant_id)
+        revoked = select(E.c.id).where(E.c.grant_id == grant_id, E.c.kind == "expire",
+                                       E.c.note.startswith(REVOKED))
+
+        def tx(conn: Connection) -> GrantView:
+            found = conn.execute(one).first()
+            if found is None:
+                raise NotFound(f"no grant {grant_id}")
+            self._lock(conn, found.user_id, now)  # lock order: account, then its grants
+            grant = conn.execute(one).one()
+            if conn.execute(revoked).first() is None:
+                taken = grant.remaining
+                if taken:
+                    conn.execute(q.LAPSE, {"gid": grant_id, "x": taken})
+                after = conn.execute(q.SWEEP_ACCOUNT, {"u": grant.user_id, "amt": taken}).one()
+                conn.execute(q.INSERT_ENTRY, {
+                    "user_id": grant.user_id, "at": now, "kind": "expire", "amount": -taken,
+                    "expired_delta": taken, "balance_after": after.available, "held_after": after.held,
+                    "grant_id": grant_id, "note": REVOKED + reason, "actor": actor,
+                })
+                grant = conn.execute(one).one()
+            return GrantView(**grant._asdict())
+
+        return await run_write(self._engine, tx)
 
 
 def _hold_view(row, available: int) -> HoldView:

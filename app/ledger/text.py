@@ -27,4 +27,6 @@ def describe(*, kind: str, amount: int, held_change: int, expired_change: int, b
         why = f" ({note})" if note else ""
         lapsed = f", {expired_change:,} expired meanwhile" if expired_change else ""
         return f"{what} not charged{why}, {amount:+,}{lapsed}, {balance}"
+    if note and note.startswith("revoked: "):  # a refund took back what was unspent
+        return f"{what} withdrawn ({note.removeprefix('revoked: ')}), {amount:+,}, {balance}"
     return f"{what} expired, {amount:+,}, {balance}"
