@@ -34,8 +34,9 @@ test: install-dev
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install-dev
-	$(PY) -m app models fetch $(TEST_MODELS)
-	$(PY) bench/cutout.py
+	$(PY) -m pip install --quiet -e ".[cpu,dev,bench]"
+	$(PY) -m app models fetch u2netp
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -58,7 +58,8 @@ def decode(image: Image.Image, *, draft_to: tuple[int, int] | None = None) -> Im
         if draft_to and image.format == "JPEG":
             image.draft("RGB", draft_to)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # In place: a copy only when the photo really is rotated (not ~20 ms of copying at 12 MP).
+        ImageOps.exif_transpose(image, in_place=True)
         return _to_8bit(image)
     except (OSError, SyntaxError, ValueError, EOFError):
         raise UnsupportedImage("the image is truncated or corrupt") from None

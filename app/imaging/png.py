@@ -1,34 +1,93 @@
-"""A fast PNG writer for large results: numpy row filters + deflate strips in parallel threads.
+"""A fast PNG writer for large results: row filter, checksum and deflate fused per strip, the
+strips done in parallel threads.
 
 Pillow's PNG encoder runs single-threaded and spends ~0.6 s on a 12 MP RGBA cutout even at zlib
-level 1. Here the whole image is filtered at once with numpy ("Up" filter: each row minus the one
-above, which suits photos and cutouts' flat transparent areas), cut into strips deflated
-concurrently (zlib releases the GIL; each strip ends on a sync flush so the raw streams
-concatenate into one valid zlib stream, as pigz does), and framed as standard PNG chunks.
-Any PNG decoder reads the result; tests check it round-trips bit-exactly through Pillow.
+level 1. Here the picture is cut into strips of rows; each worker thread builds its strip's
+pixels (``encode_png_rows`` lets the caller compose them on the fly, so a cutout's RGBA never
+exists as one whole array), applies the "Up" filter (each row minus the one above, which suits
+photos and cutouts' flat transparent areas), takes the strip's Adler-32 and deflates it. zlib and
+numpy release the GIL, so the strips really run at once. Each strip ends on a sync flush so the
+raw deflate streams concatenate into one valid zlib stream (as pigz does); the strip checksums are
+combined with zlib's adler32_combine arithmetic. The result is framed as standard PNG chunks: any
+decoder reads it, and tests check it round-trips bit-exactly through Pillow.
+
+Deflate runs at level 1 with the default strategy: on Up-filtered cutouts it is as fast as Z_RLE
+and ~15 % smaller (measured on a 12 MP cutout; see docs/performance.md).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
 _MODES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 _UP = 2
 _STRIP_BYTES = 4 << 20
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="png")
+_ADLER_BASE = 65521
+_WORKERS = max(2, min(8, os.cpu_count() or 2))
+_pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="png")
+
+RowSource = Callable[[int, int], np.ndarray]  # (first row, end row) -> uint8 (rows, width, channels)
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
 
 
-def _deflate(data: memoryview, last: bool, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
-    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """The Adler-32 of A+B from those of A and B (zlib's adler32_combine, which Python lacks)."""
+    rem = len2 % _ADLER_BASE
+    sum1 = adler1 & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_BASE
+    sum1 = (sum1 + (adler2 & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
+    sum2 = (sum2 + (adler1 >> 16) + (adler2 >> 16) + _ADLER_BASE - rem) % _ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+def _strip(source: RowSource, start: int, end: int, row_bytes: int, last: bool, level: int):
+    """Filter, checksum and deflate rows [start, end): one worker's share."""
+    first = max(start - 1, 0)  # the Up filter needs the row above the strip
+    pixels = np.ascontiguousarray(source(first, end)).reshape(end - first, row_bytes)
+    rows = np.empty((end - start, 1 + row_bytes), dtype=np.uint8)
+    rows[:, 0] = _UP
+    if start == 0:
+        rows[0, 1:] = pixels[0]
+        np.subtract(pixels[1:], pixels[:-1], out=rows[1:, 1:])  # uint8 wraps mod 256, as PNG wants
+    else:
+        np.subtract(pixels[1:], pixels[:-1], out=rows[:, 1:])
+    raw = memoryview(rows.reshape(-1))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
+    body = compressor.compress(raw) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return zlib.adler32(raw), len(raw), body
+
+
+def encode_png_rows(height: int, width: int, channels: int, source: RowSource, level: int = 1) -> bytes:
+    """A PNG whose pixel rows come from ``source(a, b)``, called from worker threads, one strip
+    (plus the row above it) at a time: it must be thread-safe and release the GIL to go fast."""
+    row_bytes = width * channels
+    strips = max(_WORKERS, (height * (row_bytes + 1)) // _STRIP_BYTES)  # every core busy, strips ~4 MB
+    step = max(-(-height // strips), 1)
+    starts = list(range(0, height, step))
+    parts = _pool.map(lambda s: _strip(source, s, min(s + step, height), row_bytes, s + step >= height, level),
+                      starts)
+    checksum, bodies = 1, []
+    for adler, length, body in parts:
+        checksum = adler32_combine(checksum, adler, length)
+        bodies.append(body)
+    # The IDAT chunk is framed around the strips as they are (no joined copy of the stream first).
+    idat = [b"\x78\x01", *bodies, struct.pack(">I", checksum)]
+    crc = zlib.crc32(b"IDAT")
+    for part in idat:
+        crc = zlib.crc32(part, crc)
+    header = struct.pack(">IIBBBBB", width, height, 8, _MODES[channels], 0, 0, 0)
+    return b"".join([b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
+                     struct.pack(">I", sum(map(len, idat))), b"IDAT", *idat, struct.pack(">I", crc),
+                     _chunk(b"IEND", b"")])
 
 
 def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
@@ -36,17 +95,4 @@ def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     height, width, channels = pixels.shape
-    rows = np.empty((height, 1 + width * channels), dtype=np.uint8)
-    rows[:, 0] = _UP
-    flat = pixels.reshape(height, width * channels)
-    rows[0, 1:] = flat[0]
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps mod 256, as PNG wants
-    raw = memoryview(rows.reshape(-1))
-
-    strip = max(_STRIP_BYTES // rows.shape[1], 1) * rows.shape[1]
-    starts = range(0, len(raw), strip)
-    parts = _pool.map(lambda s: _deflate(raw[s : s + strip], s + strip >= len(raw), level), starts)
-    stream = b"\x78\x01" + b"".join(parts) + struct.pack(">I", zlib.adler32(raw))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, _MODES[channels], 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    return encode_png_rows(height, width, channels, lambda a, b: pixels[a:b], level)

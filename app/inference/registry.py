@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from prometheus_client import Histogram
 
 from app.errors import ModelUnavailable
 from app.inference import providers
 from app.inference.admission import Admission
+from app.inference.batcher import Batcher, batchable
 from app.inference.families import CUTOUT_FAMILIES
 from app.inference.manifest import ModelSpec, load_manifest, model_state
 from app.metrics import INFERENCE_SECONDS
@@ -43,6 +45,13 @@ class LoadedModel:
             retry_after=settings.busy_retry_after,
         )
         self._executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix=f"ort-{spec.name}")
+        self.batcher: Batcher | None = None
+        if wants_batching(settings, provider, session):
+            self.batcher = Batcher(
+                self.run_sync, max_size=settings.batch_max_size, max_wait=settings.batch_max_wait_ms / 1000,
+                max_in_flight=settings.inference_workers, executor=self._executor,
+                on_batch=BATCH_ROWS.labels(spec.name).observe,
+            )
 
     def run_sync(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         started = time.perf_counter()
@@ -53,6 +62,8 @@ class LoadedModel:
     async def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run off the event loop, behind this model's bounded line (503 busy when full)."""
         async with self.admission.slot():
+            if self.batcher is not None:  # shares one session.run with concurrent requests
+                return await self.batcher.run(feeds)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self.run_sync, feeds)
 
@@ -97,12 +108,16 @@ class ModelRegistry:
                 "no cutout model is installed; run `python -m app models fetch` (u2netp and multistyle26)"
             )
         requested = providers.requested_providers(self.settings.provider)
-        options = providers.session_options(self.settings.inference_threads)
+        options = providers.session_options(
+            self.settings.inference_threads, spinning=self.settings.inference_spinning,
+            mem_arena=self.settings.inference_mem_arena, mem_pattern=self.settings.inference_mem_pattern,
+        )
         for spec in specs:
             session = ort.InferenceSession(str(self.models_dir / spec.file), options, providers=requested)
             active = providers.check_active(session, self.settings.provider, requested, spec.name)
             self.models[spec.name] = LoadedModel(spec, session, active, self.settings)
-            log.info("model %s loaded on %s", spec.name, active)
+            log.info("model %s loaded on %s (batched runs: %s)", spec.name, active,
+                     "yes" if self.models[spec.name].batcher else "no")
 
     def warm_up(self) -> None:
         """One run per cutout model (and a small one per style model) so request 1 is not slow."""
@@ -128,6 +143,22 @@ class ModelRegistry:
     def close(self) -> None:
         for model in self.models.values():
             model.close()
+
+
+BATCH_ROWS = Histogram(
+    "trialzone_inference_batch_rows", "Requests per batched session.run, by model",
+    ["model"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+
+
+def wants_batching(settings: Settings, provider: str, session: ort.InferenceSession) -> bool:
+    """Batch where it pays (CUDA) and where the graph allows it (a dynamic first dimension).
+
+    u2net/u2netp/isnet as shipped have a fixed batch of 1 ([1,3,320,320]), so they never batch;
+    ``on`` forces it on CPU too, for measurement."""
+    if settings.batching == "off" or settings.batch_max_size < 2 or not batchable(session):
+        return False
+    return settings.batching == "on" or provider == providers.CUDA
 
 
 def _fix_message(spec: ModelSpec, state: str) -> str:
