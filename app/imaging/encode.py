@@ -1,7 +1,7 @@
 """Encode results. Settings chosen for speed on large photos, on purpose:
 
-* PNG through app/imaging/png.py: "Up" filter and zlib level 1 with the RLE strategy, deflated in
-  parallel strips. Pillow's encoder at its default level 6 took 5.2 s of rembg's 6 s at 12 MP,
+* PNG through app/imaging/png.py: "Up" filter and zlib level 1, composed, filtered and deflated
+  in parallel strips. Pillow's encoder at its default level 6 took 5.2 s of rembg's 6 s at 12 MP,
   and still ~0.6 s at level 1; ours is 2-3 x faster than that at a similar size, because a
   cutout's transparent area (RGB zeroed) compresses to almost nothing at any level.
 * WebP at quality 90, method 4 for colour, alpha kept lossless (alpha_quality 100) so the matte's

@@ -125,7 +125,7 @@ class CutoutRunner:
 
     def _finish(self, photo: Image.Image, pixels: np.ndarray | None, outputs, options: CutoutOptions,
                 family) -> bytes:
-        mask = matte_for(family, outputs, photo.size)
+        mask = family.postprocess_array(outputs, photo.size)  # resized once, as a uint8 array
         if pixels is not None and options.format == "png":
             # Subject on transparency, the common case: RGBA rows are composed strip by strip inside
             # the PNG writer's threads; the whole RGBA picture never exists.
@@ -133,14 +133,6 @@ class CutoutRunner:
             height, width = alpha.shape
             return encode_png_rows(height, width, 4, lambda a, b: cutout_rows(rgb[a:b], alpha[a:b]))
         return encode(compose(photo, mask, options), options.format)
-
-
-def matte_for(family, outputs, size: tuple[int, int]) -> np.ndarray:
-    """The family's matte at ``size`` as a uint8 array, resized once."""
-    as_array = getattr(family, "postprocess_array", None)
-    if as_array is not None:
-        return as_array(outputs, size)
-    return np.asarray(family.postprocess(outputs, size))
 
 
 def _transparent(options: CutoutOptions) -> bool:

@@ -1,7 +1,7 @@
 """Per-family pre/post-processing: small pure functions over arrays, one module per family.
 
-A family module exposes ``preprocess(image) -> feeds`` and ``postprocess(outputs, size) -> mask``
-for cutout models; adding a model of a known family is a manifest entry, not code.
+A cutout family module exposes ``preprocess(image) -> feeds``, ``postprocess(outputs, size) -> mask``
+(a Pillow image) and ``postprocess_array`` (the same matte as a uint8 array); adding a model of a known family is a manifest entry, not code.
 """
 
 from app.inference.families import isnet, u2net

@@ -29,3 +29,8 @@ def postprocess(outputs: list[np.ndarray], size: tuple[int, int]) -> Image.Image
 
 def dummy_feeds(input_name: str = "input") -> dict[str, np.ndarray]:
     return {input_name: np.zeros((1, 3, SIZE, SIZE), dtype=np.float32)}
+
+
+def postprocess_array(outputs: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """The matte at ``size`` as a uint8 array (what the cutout runner composes with)."""
+    return np.asarray(postprocess(outputs, size))
