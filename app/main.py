@@ -53,7 +53,7 @@ def utc_now() -> datetime:
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now) -> Litestar:
     settings = settings or Settings.from_env()
     registry = ModelRegistry(settings)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     catalogue = Catalogue.load(settings.features_file)
     ledger = Ledger(
         engine, clock=clock, welcome_gift_tokens=settings.welcome_gift_tokens,

@@ -16,6 +16,7 @@ PREFIX = "TRIALZONE_"
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = "sqlite+aiosqlite:///./var/trialzone.db"
+    database_pool_size: int = 32  # PostgreSQL connections per process: the concurrency it expects
     models_dir: str = "./models"
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     storage_url: str = "file://./var/blobs"

@@ -8,7 +8,9 @@ SQLite and PostgreSQL, then `ledger audit` over what the run left behind.
 
 Each client is its own user (as in production, where users do not share balances); the
 "1 user" column has every client hammer one user, which serialises on that user's row lock.
-PostgreSQL runs in a scratch schema (bench_ledger), made for the run and dropped after it.
+PostgreSQL runs in a scratch schema (bench_ledger), made for the run and dropped after it, twice:
+as the service runs it (stored functions, batched: app/ledger/stored.py) and, as the baseline
+measured in the same run, through the Python transaction bodies that SQLite uses.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from app.ledger.audit import audit  # noqa: E402
 CLIENTS = (1, 8, 32)
 PRICE = 31_000
 PG_SCHEMA = "bench_ledger"
+# How the service runs it (stored functions, batched), then the Python bodies as the baseline.
+PG_VARIANTS = (("", None), (" (statements)", False))
 DEFAULT_PG = os.environ.get("TRIALZONE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
@@ -55,12 +59,13 @@ async def _pairs_per_second(ledger: Ledger, users: list[str], clients: int, seco
     return sum(done) / (time.perf_counter() - started)
 
 
-async def _run(name: str, url: str, seconds: float, **engine_kwargs) -> tuple[dict[str, float], list[str]]:
+async def _run(name: str, url: str, seconds: float, stored_functions: bool | None = None,
+               **engine_kwargs) -> tuple[dict[str, float], list[str]]:
     engine = create_engine(url, **engine_kwargs)
     try:
         await upgrade_async(engine)
         now = datetime.now(timezone.utc)
-        ledger = Ledger(engine, clock=lambda: now, welcome_gift_tokens=0)
+        ledger = Ledger(engine, clock=lambda: now, welcome_gift_tokens=0, stored_functions=stored_functions)
         results = {}
         for clients in CLIENTS:
             for shared in ((False, True) if clients > 1 else (False,)):
@@ -74,6 +79,16 @@ async def _run(name: str, url: str, seconds: float, **engine_kwargs) -> tuple[di
         return results, await audit(engine)
     finally:
         await dispose(engine)
+
+
+async def run_postgres(url: str, seconds: float, stored_functions: bool | None = None):
+    """_run on PostgreSQL in a scratch schema, made for the run and dropped after it."""
+    await _pg_schema(url, f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; CREATE SCHEMA {PG_SCHEMA}")
+    try:
+        return await _run("pg", url, seconds, stored_functions,
+                          connect_args={"server_settings": {"search_path": PG_SCHEMA}})
+    finally:
+        await _pg_schema(url, f"DROP SCHEMA {PG_SCHEMA} CASCADE")
 
 
 async def _pg_schema(url: str, sql: str) -> None:
@@ -103,12 +118,8 @@ async def main() -> int:
             runs["SQLite"] = await _run("sqlite", f"sqlite+aiosqlite:///{path}", args.seconds)
         for url in [] if args.only == "sqlite" else args.pg or [DEFAULT_PG]:
             name = "PostgreSQL" + (f" ({make_url(url).query['host']})" if "host" in make_url(url).query else "")
-            await _pg_schema(url, f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; CREATE SCHEMA {PG_SCHEMA}")
-            try:
-                runs[name] = await _run("pg", url, args.seconds,
-                                        connect_args={"server_settings": {"search_path": PG_SCHEMA}})
-            finally:
-                await _pg_schema(url, f"DROP SCHEMA {PG_SCHEMA} CASCADE")
+            for label, stored_functions in PG_VARIANTS:
+                runs[name + label] = await run_postgres(url, args.seconds, stored_functions)
 
     columns = [c for c in next(iter(runs.values()))[0]]
     print(f"\nreserve+capture pairs/s ({args.seconds:g} s per cell, {os.cpu_count()} CPUs)")

@@ -374,22 +374,20 @@ def ledger(args, results: dict) -> None:
         finally:
             sys.argv = argv
         return
-    databases = {"SQLite": ("sqlite", None)}
+    databases = {"SQLite": ("sqlite", None, None)}
     pg = os.environ.get("TRIALZONE_TEST_PG_URL") or getattr(module, "DEFAULT_PG", None)
     if pg and args.ledger_pg:
-        databases["PostgreSQL"] = ("pg", pg)
+        for suffix, stored_functions in module.PG_VARIANTS:
+            databases["PostgreSQL" + suffix] = ("pg", pg, stored_functions)
     rows, notes, record = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (kind, url) in databases.items():
+        for label, (kind, url, stored_functions) in databases.items():
             try:
                 if kind == "sqlite":
                     found, problems = asyncio.run(module._run("sqlite", f"sqlite+aiosqlite:///{tmp}/bench.db",
                                                               args.ledger_seconds))
                 else:
-                    async def on_pg():
-                        return await module._run("pg", url, args.ledger_seconds, **await module._pg_scratch(url))
-
-                    found, problems = asyncio.run(on_pg())
+                    found, problems = asyncio.run(module.run_postgres(url, args.ledger_seconds, stored_functions))
             except Exception as exc:
                 notes.append(f"{label}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
                 continue

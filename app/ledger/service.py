@@ -4,7 +4,8 @@ Every transaction that moves tokens holds the user's account row (an UPDATE or `
 FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) before it reads grants, so two
 reservations of one user can never both spend the same tokens. Lock order is always
 hold -> account -> grants. Transaction bodies are plain functions over a sync ``Connection``
-(see app.db.run_write). The clock is injected: nothing here reads the wall clock.
+(see app.db.run_write); on PostgreSQL the two hot ones, reserve and capture, run as stored
+functions instead (app.ledger.stored). The clock is injected: nothing here reads the wall clock.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import run_read, run_write
+from app.db import execute, run_read, run_write
 from app.errors import InsufficientTokens, InvalidOption, NotFound
 from app.ledger import statements as q
+from app.ledger import stored
 from app.ledger.errors import HoldNotActive, LedgerInvariantBroken, SourceRefReused
 from app.ledger.models import (
     BalanceView,
@@ -45,6 +47,14 @@ class _Unsettled(Exception):
     """The account is missing or owes a lazy grant or expiry; settle it first, then retry."""
 
 
+class _HoldExists(IntegrityError):
+    """The operation already has a hold: ledger_reserve_many's answer where the Python body
+    meets the unique index on holds.operation_id, and handled the same way."""
+
+    def __init__(self, operation_id: str):
+        super().__init__("ledger_reserve_many", None, Exception(f"operation {operation_id} already has a hold"))
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -52,7 +62,7 @@ def _new_id() -> str:
 class Ledger:
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime], welcome_gift_tokens: int = 500_000,
                  monthly_trial_tokens: int = 0, timezone: str = "Asia/Shanghai",
-                 feature_titles: dict[str, str] | None = None):
+                 feature_titles: dict[str, str] | None = None, stored_functions: bool | None = None):
         self._engine = engine
         self._clock = clock
         self._gift = welcome_gift_tokens
@@ -62,6 +72,12 @@ class Ledger:
         dialect = engine.dialect.name
         self._new_account = q.insert_ignoring(dialect, q.A, "user_id")
         self._insert_grant = q.insert_ignoring(dialect, G, "source_ref").returning(G.c.id)
+        # PostgreSQL runs reserve and capture as stored functions unless told not to (a baseline
+        # for bench/ledger.py); SQLite has none.
+        self._stored = stored.supported(engine) if stored_functions is None else stored_functions
+        if self._stored:
+            self._reserve_batch = stored.Batcher(engine, stored.RESERVE, stored.RESERVE_FIELDS, ("month",))
+            self._capture_batch = stored.Batcher(engine, stored.CAPTURE, stored.CAPTURE_FIELDS)
 
     # Lazy grants ------------------------------------------------------------------------------
 
@@ -71,7 +87,7 @@ class Ledger:
         await self._ensure(user_id, self._clock())
 
     async def _ensure(self, user_id: str, now: datetime) -> None:
-        state = await run_read(self._engine, lambda c: c.execute(q.ACCOUNT_STATE, {"u": user_id}).first())
+        state = await run_read(self._engine, lambda c: execute(c, q.ACCOUNT_STATE, {"u": user_id}).first())
         if state is None or self._unsettled(state, now):
             await run_write(self._engine, self._settle, user_id, now)
 
@@ -95,18 +111,18 @@ class Ledger:
             self._grant(conn, user_id, kind="monthly_trial", amount=self._trial,
                         source_ref=f"trial:{user_id}:{month.label}", valid_from=month.start,
                         expires_at=month.end, note=None, actor=None, now=now)
-            conn.execute(q.SETTLED_MONTH, {"u": user_id, "month": month.label})
+            execute(conn, q.SETTLED_MONTH, {"u": user_id, "month": month.label})
         else:
-            conn.execute(q.SETTLED, {"u": user_id})
+            execute(conn, q.SETTLED, {"u": user_id})
         if state.next_expiry is not None and state.next_expiry <= now:
             self._sweep(conn, user_id, now)
 
     def _lock(self, conn: Connection, user_id: str, now: datetime):
         """Lock the user's account row, creating it first if needed; returns its lazy state."""
-        state = conn.execute(q.LOCK_ACCOUNT, {"u": user_id}).first()
+        state = execute(conn, q.LOCK_ACCOUNT, {"u": user_id}).first()
         if state is None:
-            conn.execute(self._new_account, {"user_id": user_id, "created_at": now})
-            state = conn.execute(q.LOCK_ACCOUNT, {"u": user_id}).one()
+            execute(conn, self._new_account, {"user_id": user_id, "created_at": now})
+            state = execute(conn, q.LOCK_ACCOUNT, {"u": user_id}).one()
         return state
 
     # Grants -----------------------------------------------------------------------------------
@@ -138,14 +154,14 @@ class Ledger:
                          captured=0, expired=0, source_ref=source_ref, valid_from=valid_from,
                          expires_at=expires_at, created_at=now, note=note, actor=actor)
         values = {f: getattr(view, f) for f in view.__struct_fields__}
-        if conn.execute(self._insert_grant, values).first() is None:
-            existing = conn.execute(q.GRANT_BY_REF, {"ref": source_ref}).one()
+        if execute(conn, self._insert_grant, values).first() is None:
+            existing = execute(conn, q.GRANT_BY_REF, {"ref": source_ref}).one()
             if (existing.user_id, existing.kind, existing.amount) != (user_id, kind, amount):
                 raise SourceRefReused(f"source reference {source_ref!r} belongs to grant {existing.id}")
             return GrantView(**existing._asdict())
         account = q.GRANT_ACCOUNT if expires_at is None else q.GRANT_ACCOUNT_EXPIRING
-        after = conn.execute(account, {"u": user_id, "amt": amount, "e": expires_at}).one()
-        conn.execute(q.INSERT_ENTRY, {
+        after = execute(conn, account, {"u": user_id, "amt": amount, "e": expires_at}).one()
+        execute(conn, q.INSERT_ENTRY, {
             "user_id": user_id, "at": now, "kind": "grant", "amount": amount, "balance_after": after.available,
             "held_after": after.held, "grant_id": view.id, "note": note, "actor": actor,
         })
@@ -162,6 +178,8 @@ class Ledger:
         now = self._clock()
         for _ in range(3):  # settling takes one retry; a second only if another process raced it
             try:
+                if self._stored:
+                    return await self._reserve_stored(user_id, amount, operation_id, feature, deadline, now)
                 return await run_write(self._engine, self._reserve, user_id, amount, operation_id, feature,
                                        deadline, now)
             except _Unsettled:
@@ -178,10 +196,10 @@ class Ledger:
         # Read the clock again under the account lock: a grant that a racing first request made
         # after ``now`` was taken (the welcome gift) is then already valid for this one.
         now = max(now, self._clock())
-        after = conn.execute(q.RESERVE_ACCOUNT, {"u": user_id, "amt": amount}).first()
+        after = execute(conn, q.RESERVE_ACCOUNT, {"u": user_id, "amt": amount}).first()
         if after is None or self._unsettled(after, now):
             raise _Unsettled
-        grants = conn.execute(q.USABLE, {"u": user_id, "now": now}).all()
+        grants = execute(conn, q.USABLE, {"u": user_id, "now": now}).all()
         parts, short = plan(grants, amount)
         if short:
             balance = sum(g.remaining for g in grants)
@@ -192,32 +210,55 @@ class Ledger:
         hold = HoldView(id=_new_id(), user_id=user_id, operation_id=operation_id, feature=feature, amount=amount,
                         status="held", reason=None, created_at=now, deadline=deadline, finished_at=None,
                         available=after.available)
-        conn.execute(q.TAKE, [{"gid": g.id, "x": x} for g, x in parts])
-        conn.execute(q.INSERT_HOLD, {
+        execute(conn, q.TAKE, [{"gid": g.id, "x": x} for g, x in parts])
+        execute(conn, q.INSERT_HOLD, {
             "id": hold.id, "user_id": user_id, "operation_id": operation_id, "feature": feature, "amount": amount,
             "parts": len(parts), "status": "held", "created_at": now, "deadline": deadline,
         })
-        conn.execute(q.INSERT_PARTS, [{"hold_id": hold.id, "grant_id": g.id, "amount": x} for g, x in parts])
-        conn.execute(q.INSERT_ENTRY, {
+        execute(conn, q.INSERT_PARTS, [{"hold_id": hold.id, "grant_id": g.id, "amount": x} for g, x in parts])
+        execute(conn, q.INSERT_ENTRY, {
             "user_id": user_id, "at": now, "kind": "reserve", "amount": -amount, "held_delta": amount,
             "balance_after": after.available, "held_after": after.held, "hold_id": hold.id,
             "operation_id": operation_id, "feature": feature,
         })
         return hold
 
+    async def _reserve_stored(self, user_id: str, amount: int, operation_id: str, feature: str,
+                              deadline: datetime, now: datetime) -> HoldView:
+        """_reserve as one element of a ledger_reserve_many batch (PostgreSQL)."""
+        params = {"u": user_id, "amt": amount, "op": operation_id, "feature": feature, "deadline": deadline,
+                  "now": now, "month": month_label(now, self._tz) if self._trial > 0 else None, "hid": _new_id()}
+        row = await self._reserve_batch.call(params)
+        if row.outcome == "short" and row.pending_from is not None and row.pending_from <= (later := self._clock()):
+            # A grant that a racing first request made after ``now`` was read (see _reserve).
+            now = params["now"] = later
+            row = await self._reserve_batch.call(params)
+        if row.outcome == "unsettled":
+            raise _Unsettled
+        if row.outcome == "duplicate":
+            raise _HoldExists(operation_id)
+        if row.outcome == "short":
+            raise InsufficientTokens(f"this costs {amount:,} tokens and the balance is {row.balance:,}",
+                                     price=amount, balance=row.balance)
+        return HoldView(id=params["hid"], user_id=user_id, operation_id=operation_id, feature=feature,
+                        amount=amount, status="held", reason=None, created_at=now, deadline=deadline,
+                        finished_at=None, available=row.available)
+
     async def capture(self, hold_id: str) -> HoldView:
         """Charge a hold for good. Idempotent; a released hold cannot be captured."""
+        if self._stored:
+            return await self._capture_stored(hold_id, self._clock())
         return await run_write(self._engine, self._capture, hold_id, self._clock())
 
     def _capture(self, conn: Connection, hold_id: str, now: datetime) -> HoldView:
-        hold = conn.execute(q.FINISH_HOLD, {"hid": hold_id, "st": "captured", "why": None, "now": now}).first()
+        hold = execute(conn, q.FINISH_HOLD, {"hid": hold_id, "st": "captured", "why": None, "now": now}).first()
         if hold is None:
             return self._finished(conn, hold_id, "captured")
-        after = conn.execute(q.CAPTURE_ACCOUNT, {"u": hold.user_id, "amt": hold.amount}).one()
-        touched = conn.execute(q.CAPTURE_GRANTS, {"hid": hold_id}).all()
+        after = execute(conn, q.CAPTURE_ACCOUNT, {"u": hold.user_id, "amt": hold.amount}).one()
+        touched = execute(conn, q.CAPTURE_GRANTS, {"hid": hold_id}).all()
         if len(touched) != hold.parts:
             raise LedgerInvariantBroken(f"hold {hold_id} draws on {hold.parts} grants, found {len(touched)}")
-        conn.execute(q.INSERT_ENTRY, {
+        execute(conn, q.INSERT_ENTRY, {
             "user_id": hold.user_id, "at": now, "kind": "capture", "amount": 0, "held_delta": -hold.amount,
             "captured_delta": hold.amount, "balance_after": after.available, "held_after": after.held,
             "hold_id": hold_id, "operation_id": hold.operation_id, "feature": hold.feature,
@@ -231,11 +272,11 @@ class Ledger:
         return view
 
     def _release(self, conn: Connection, hold_id: str, reason: str, now: datetime) -> tuple[HoldView, bool]:
-        hold = conn.execute(q.FINISH_HOLD, {"hid": hold_id, "st": "released", "why": reason[:64],
+        hold = execute(conn, q.FINISH_HOLD, {"hid": hold_id, "st": "released", "why": reason[:64],
                                             "now": now}).first()
         if hold is None:
             return self._finished(conn, hold_id, "released"), False
-        parts = conn.execute(q.PARTS, {"hid": hold_id}).all()
+        parts = execute(conn, q.PARTS, {"hid": hold_id}).all()
         lapsed = {p.grant_id for p in parts if p.expires_at is not None and p.expires_at <= now}
         lost = sum(p.amount for p in parts if p.grant_id in lapsed)
         back = sum(p.amount for p in parts) - lost
@@ -244,26 +285,39 @@ class Ledger:
         soonest = min((p.expires_at for p in parts if p.expires_at is not None and p.grant_id not in lapsed),
                       default=None)
         account = q.RELEASE_ACCOUNT if soonest is None else q.RELEASE_ACCOUNT_EXPIRING
-        after = conn.execute(account, {"u": hold.user_id, "amt": hold.amount, "back": back, "lost": lost,
+        after = execute(conn, account, {"u": hold.user_id, "amt": hold.amount, "back": back, "lost": lost,
                                        "e": soonest}).one()
-        conn.execute(q.GIVE_BACK, [
+        execute(conn, q.GIVE_BACK, [
             {"gid": p.grant_id, "a": p.amount, "r": 0 if p.grant_id in lapsed else p.amount,
              "l": p.amount if p.grant_id in lapsed else 0} for p in parts
         ])
         if lapsed:
-            conn.execute(q.PART_LAPSED, [
+            execute(conn, q.PART_LAPSED, [
                 {"hid": hold_id, "gid": p.grant_id, "l": p.amount} for p in parts if p.grant_id in lapsed
             ])
-        conn.execute(q.INSERT_ENTRY, {
+        execute(conn, q.INSERT_ENTRY, {
             "user_id": hold.user_id, "at": now, "kind": "release", "amount": back, "held_delta": -hold.amount,
             "expired_delta": lost, "balance_after": after.available, "held_after": after.held,
             "hold_id": hold_id, "operation_id": hold.operation_id, "feature": hold.feature, "note": reason,
         })
         return _hold_view(hold, self._sweep_if_due(conn, hold.user_id, after, now)), True
 
+    async def _capture_stored(self, hold_id: str, now: datetime) -> HoldView:
+        """_capture as one element of a ledger_capture_many batch (PostgreSQL); a due sweep
+        follows in its own transaction."""
+        row = await self._capture_batch.call({"hid": hold_id, "now": now})
+        if row.outcome == "finished":
+            return await run_read(self._engine, self._finished, hold_id, "captured")
+        available = row.available
+        if row.next_expiry is not None and row.next_expiry <= now:
+            available = (await run_write(self._engine, self._lock_and_sweep, row.user_id, now))[1]
+        return HoldView(id=hold_id, user_id=row.user_id, operation_id=row.operation_id, feature=row.feature,
+                        amount=row.amount, status="captured", reason=None, created_at=row.created_at,
+                        deadline=row.deadline, finished_at=now, available=available)
+
     def _finished(self, conn: Connection, hold_id: str, wanted: str) -> HoldView:
         """A repeat capture/release: the hold as it is, or why it cannot become ``wanted``."""
-        hold = conn.execute(q.HOLD, {"hid": hold_id}).first()
+        hold = execute(conn, q.HOLD, {"hid": hold_id}).first()
         if hold is None:
             raise NotFound(f"no hold {hold_id}")
         if hold.status != wanted:
@@ -271,7 +325,7 @@ class Ledger:
         return _hold_view(hold, hold.available)
 
     def _hold_of(self, conn: Connection, operation_id: str) -> HoldView | None:
-        hold = conn.execute(q.HOLD_BY_OPERATION, {"op": operation_id}).first()
+        hold = execute(conn, q.HOLD_BY_OPERATION, {"op": operation_id}).first()
         return None if hold is None else _hold_view(hold, hold.available)
 
     # Sweepers ---------------------------------------------------------------------------------
@@ -279,15 +333,15 @@ class Ledger:
     async def expire_due(self) -> int:
         """Move what remains of every grant past its expiry to expired; returns how many grants."""
         now = self._clock()
-        users = await run_read(self._engine, lambda c: c.execute(q.USERS_WITH_DUE, {"now": now}).scalars().all())
+        users = await run_read(self._engine, lambda c: execute(c, q.USERS_WITH_DUE, {"now": now}).scalars().all())
         swept = 0
         for user_id in users:
-            swept += await run_write(self._engine, self._lock_and_sweep, user_id, now)
+            swept += (await run_write(self._engine, self._lock_and_sweep, user_id, now))[0]
         return swept
 
-    def _lock_and_sweep(self, conn: Connection, user_id: str, now: datetime) -> int:
+    def _lock_and_sweep(self, conn: Connection, user_id: str, now: datetime) -> tuple[int, int]:
         self._lock(conn, user_id, now)
-        return self._sweep(conn, user_id, now)[0]
+        return self._sweep(conn, user_id, now)
 
     def _sweep_if_due(self, conn: Connection, user_id: str, after, now: datetime) -> int:
         """The balance after a capture or release, with lapsed grants swept first, so that the
@@ -298,11 +352,11 @@ class Ledger:
 
     def _sweep(self, conn: Connection, user_id: str, now: datetime) -> tuple[int, int]:
         """Expire the user's lapsed grants: (how many, the balance after)."""
-        due = conn.execute(q.DUE, {"u": user_id, "now": now}).all()
+        due = execute(conn, q.DUE, {"u": user_id, "now": now}).all()
         if due:
-            conn.execute(q.LAPSE, [{"gid": g.id, "x": g.remaining} for g in due])
+            execute(conn, q.LAPSE, [{"gid": g.id, "x": g.remaining} for g in due])
         total = sum(g.remaining for g in due)
-        after = conn.execute(q.SWEEP_ACCOUNT, {"u": user_id, "amt": total}).one()
+        after = execute(conn, q.SWEEP_ACCOUNT, {"u": user_id, "amt": total}).one()
         balance = after.available + total
         rows = []
         for g in due:
@@ -311,13 +365,13 @@ class Ledger:
                          "expired_delta": g.remaining, "balance_after": balance, "held_after": after.held,
                          "grant_id": g.id})
         if rows:
-            conn.execute(q.INSERT_ENTRY, rows)
+            execute(conn, q.INSERT_ENTRY, rows)
         return len(due), after.available
 
     async def reap(self) -> list[str]:
         """Release every hold past its deadline (reason 'deadline'); returns their operation ids."""
         now = self._clock()
-        due = await run_read(self._engine, lambda c: c.execute(q.DUE_HOLDS, {"now": now}).scalars().all())
+        due = await run_read(self._engine, lambda c: execute(c, q.DUE_HOLDS, {"now": now}).scalars().all())
         reaped = []
         for hold_id in due:
             try:
@@ -333,7 +387,7 @@ class Ledger:
     async def balance(self, user_id: str) -> BalanceView:
         now = self._clock()
         await self._ensure(user_id, now)
-        grants = await run_read(self._engine, lambda c: c.execute(q.LIVE, {"u": user_id}).all())
+        grants = await run_read(self._engine, lambda c: execute(c, q.LIVE, {"u": user_id}).all())
         grants.sort(key=spend_key)
         return BalanceView(
             user_id=user_id,
@@ -347,7 +401,7 @@ class Ledger:
         """Would ``amount`` be affordable now, and which grants would pay (as far as they reach)."""
         now = self._clock()
         await self._ensure(user_id, now)
-        grants = await run_read(self._engine, lambda c: c.execute(q.USABLE, {"u": user_id, "now": now}).all())
+        grants = await run_read(self._engine, lambda c: execute(c, q.USABLE, {"u": user_id, "now": now}).all())
         parts, short = plan(grants, amount)
         return QuoteView(
             user_id=user_id, amount=amount, affordable=short == 0, balance=sum(g.remaining for g in grants),
@@ -358,7 +412,7 @@ class Ledger:
         """The user's journal, newest first; page with ``before_id`` = the last id seen."""
         params = {"u": user_id, "limit": max(1, min(limit, 500)), "before": before_id}
         stmt = q.ENTRIES if before_id is None else q.ENTRIES_BEFORE
-        rows = await run_read(self._engine, lambda c: c.execute(stmt, params).all())
+        rows = await run_read(self._engine, lambda c: execute(c, stmt, params).all())
         return [self._entry_view(r) for r in rows]
 
     def _entry_view(self, r) -> EntryView:
@@ -386,22 +440,22 @@ class Ledger:
                                        E.c.note.startswith(REVOKED))
 
         def tx(conn: Connection) -> GrantView:
-            found = conn.execute(one).first()
+            found = execute(conn, one).first()
             if found is None:
                 raise NotFound(f"no grant {grant_id}")
             self._lock(conn, found.user_id, now)  # lock order: account, then its grants
-            grant = conn.execute(one).one()
-            if conn.execute(revoked).first() is None:
+            grant = execute(conn, one).one()
+            if execute(conn, revoked).first() is None:
                 taken = grant.remaining
                 if taken:
-                    conn.execute(q.LAPSE, {"gid": grant_id, "x": taken})
-                after = conn.execute(q.SWEEP_ACCOUNT, {"u": grant.user_id, "amt": taken}).one()
-                conn.execute(q.INSERT_ENTRY, {
+                    execute(conn, q.LAPSE, {"gid": grant_id, "x": taken})
+                after = execute(conn, q.SWEEP_ACCOUNT, {"u": grant.user_id, "amt": taken}).one()
+                execute(conn, q.INSERT_ENTRY, {
                     "user_id": grant.user_id, "at": now, "kind": "expire", "amount": -taken,
                     "expired_delta": taken, "balance_after": after.available, "held_after": after.held,
                     "grant_id": grant_id, "note": REVOKED + reason, "actor": actor,
                 })
-                grant = conn.execute(one).one()
+                grant = execute(conn, one).one()
             return GrantView(**grant._asdict())
 
         return await run_write(self._engine, tx)

@@ -57,3 +57,24 @@ async def test_two_processes_hammering_one_user(db, ledger, engine, clock, tmp_p
     balance = await ledger.balance(USER)
     assert (balance.available, balance.held) == (4_000, 0)
     await assert_sound(engine)
+
+
+async def test_a_call_that_fails_fails_alone(ledger, engine, clock):
+    """Concurrent reservations share a transaction (SQLite's group commit, PostgreSQL's batched
+    stored function): one that breaks in the database must not take the others down with it."""
+    deadline = clock.now.replace(hour=5)
+    users = [f"user-{i}" for i in range(12)]
+    for user in users:
+        await ledger.ensure_user(user)
+    amounts = [31_000] * 11 + [2**63]  # the last does not fit a BIGINT
+    results = await asyncio.gather(
+        *(ledger.reserve(user, amount, operation_id=f"op-{i}", feature="cutout", deadline=deadline)
+          for i, (user, amount) in enumerate(zip(users, amounts))),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, HoldView) and r.available == 469_000 for r in results[:11]), results
+    assert isinstance(results[11], Exception) and not isinstance(results[11], InsufficientTokens), results[11]
+    captured = await asyncio.gather(*(ledger.capture(h.id) for h in results[:11]))
+    assert {(h.status, h.available) for h in captured} == {("captured", 469_000)}
+    assert (await ledger.balance(users[11])).available == 500_000
+    await assert_sound(engine)
