@@ -11,8 +11,10 @@ raw deflate streams concatenate into one valid zlib stream (as pigz does); the s
 combined with zlib's adler32_combine arithmetic. The result is framed as standard PNG chunks: any
 decoder reads it, and tests check it round-trips bit-exactly through Pillow.
 
-Deflate runs at level 1 with the default strategy: on Up-filtered cutouts it is as fast as Z_RLE
-and ~15 % smaller (measured on a 12 MP cutout; see docs/performance.md).
+Deflate is ISA-L's (python-isal) at level 1: on an Up-filtered 1 MP cutout 4.3x faster than
+zlib's level 1 and 5 % smaller (6.7 vs 28.8 ms; see docs/performance.md). Where its wheels are
+missing, zlib's level 1 (default strategy: as fast as Z_RLE on cutouts and ~15 % smaller) does
+the same job. Both release the GIL.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
+
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # a platform without python-isal's wheels
+    _deflate = zlib
 
 _MODES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 _UP = 2
@@ -61,9 +68,9 @@ def _strip(source: RowSource, start: int, end: int, row_bytes: int, last: bool, 
     else:
         np.subtract(pixels[1:], pixels[:-1], out=rows[:, 1:])
     raw = memoryview(rows.reshape(-1))
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
+    compressor = _deflate.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
     body = compressor.compress(raw) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
-    return zlib.adler32(raw), len(raw), body
+    return _deflate.adler32(raw), len(raw), body
 
 
 def encode_png_rows(height: int, width: int, channels: int, source: RowSource, level: int = 1) -> bytes:
@@ -81,9 +88,9 @@ def encode_png_rows(height: int, width: int, channels: int, source: RowSource, l
         bodies.append(body)
     # The IDAT chunk is framed around the strips as they are (no joined copy of the stream first).
     idat = [b"\x78\x01", *bodies, struct.pack(">I", checksum)]
-    crc = zlib.crc32(b"IDAT")
+    crc = _deflate.crc32(b"IDAT")
     for part in idat:
-        crc = zlib.crc32(part, crc)
+        crc = _deflate.crc32(part, crc)
     header = struct.pack(">IIBBBBB", width, height, 8, _MODES[channels], 0, 0, 0)
     return b"".join([b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
                      struct.pack(">I", sum(map(len, idat))), b"IDAT", *idat, struct.pack(">I", crc),
