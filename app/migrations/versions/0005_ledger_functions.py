@@ -1,4 +1,4 @@
-"""PostgreSQL: reserve and capture as stored functions, one round trip each (app/ledger/hot.py).
+"""PostgreSQL: reserve and capture as stored functions, called in batches (app/ledger/stored.py).
 
 They do exactly what Ledger._reserve and Ledger._capture do (same locks in the same order, same
 rows, same journal entries); the ledger tests run both paths against the same expectations.
