@@ -82,3 +82,46 @@ def test_cuda_requested_without_cuda_refuses_to_start():
 
     with pytest.raises(ProviderError, match="onnxruntime-gpu"):
         registry.load()
+
+
+async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
+    """CPU, two workers: a lone run gets the wide session (every core, lowest latency); one that
+    starts while another runs gets the one-thread twin (throughput); both give the same matte."""
+    import asyncio
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from app.inference.families import u2net
+    from tests.conftest import make_settings
+
+    registry = ModelRegistry(make_settings(tmp_path, inference_workers=2, inference_threads=0))
+    registry.load()
+    try:
+        model = registry.get("u2netp")
+        assert model.narrow is not None and model.narrow.get_session_options().intra_op_num_threads == 1
+        used = []
+        real = model.run_sync
+
+        def spy(feeds, outputs=None, session=None):
+            used.append("narrow" if session is model.narrow else "wide")
+            return real(feeds, outputs, session)
+
+        model.run_sync = spy
+        feeds = u2net.preprocess(Image.fromarray(data.chelsea()))
+        alone = await model.run(feeds)
+        assert used == ["wide"]
+        together = await asyncio.gather(model.run(feeds), model.run(feeds))
+        assert sorted(used[1:]) == ["narrow", "wide"]
+        for outputs in together:
+            assert np.abs(u2net.matte(outputs).astype(int) - u2net.matte(alone).astype(int)).max() <= 1
+    finally:
+        registry.close()
+
+    single = ModelRegistry(make_settings(tmp_path, inference_workers=1))
+    single.load()
+    try:
+        assert single.get("u2netp").narrow is None  # one run at a time: no twin to pay for
+    finally:
+        single.close()

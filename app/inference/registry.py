@@ -4,6 +4,13 @@ Fed by models/manifest.toml. ``load()`` checks every wanted weight file (present
 creates its session with the provider from settings; ``warm_up()`` runs each once so the first
 request is as fast as the tenth. Runs go through a per-model thread pool behind admission
 control, so inference never blocks the event loop.
+
+On CPU with more than one worker, each cutout model also gets a one-thread *narrow* twin: a run
+that starts while another run of the model is in progress takes the twin, so a lone request
+still has every core (lowest latency) while concurrent requests run side by side on one core
+each, which on two cores answers ~1.4x the images per second of one wide run after another
+(U^2-Net's many small operators parallelise poorly), for ~0.6 GB more resident memory: so it is
+opt-in (TRIALZONE_INFERENCE_WORKERS=2; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -36,9 +43,12 @@ class ModelStartupError(RuntimeError):
 
 
 class LoadedModel:
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, provider: str, settings: Settings):
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, provider: str, settings: Settings,
+                 narrow: ort.InferenceSession | None = None):
         self.spec = spec
         self.session = session
+        self.narrow = narrow  # the one-thread twin for runs that start while another runs
+        self._running = 0  # runs in progress; touched only from the event loop thread
         self.provider = provider
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
@@ -55,9 +65,10 @@ class LoadedModel:
                 on_batch=BATCH_ROWS.labels(spec.name).observe,
             )
 
-    def run_sync(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+    def run_sync(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
+                 session: ort.InferenceSession | None = None) -> list[np.ndarray]:
         started = time.perf_counter()
-        results = self.session.run(outputs, feeds)
+        results = (session or self.session).run(outputs, feeds)
         INFERENCE_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
         # Own the memory before the next run starts: ORT's arrays point into its arena, and an
         # output a request still holds while the next run allocates makes the arena grow by a
@@ -73,10 +84,14 @@ class LoadedModel:
                 if outputs is None:
                     return results
                 return [results[self.output_names.index(name)] for name in outputs]
-            loop = asyncio.get_running_loop()
-            if outputs is None:
-                return await loop.run_in_executor(self._executor, self.run_sync, feeds)
-            return await loop.run_in_executor(self._executor, self.run_sync, feeds, outputs)
+            # Alone: the wide session and every core. Beside another run: the narrow twin.
+            session = self.narrow if self._running and self.narrow is not None else self.session
+            self._running += 1
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.run_sync, feeds, outputs, session)
+            finally:
+                self._running -= 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -124,10 +139,18 @@ class ModelRegistry:
             self.settings.inference_threads, spinning=self.settings.inference_spinning,
             mem_arena=self.settings.inference_mem_arena, mem_pattern=self.settings.inference_mem_pattern,
         )
+        twins = self.settings.inference_workers > 1 and self.settings.inference_threads != 1
+        narrow_options = providers.session_options(
+            1, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
+            mem_pattern=self.settings.inference_mem_pattern,
+        )
         for spec in specs:
             session = ort.InferenceSession(str(self.models_dir / spec.file), options, providers=requested)
             active = providers.check_active(session, self.settings.provider, requested, spec.name)
-            self.models[spec.name] = LoadedModel(spec, session, active, self.settings)
+            narrow = None
+            if twins and active == providers.CPU and spec.task == "cutout":  # the hot path
+                narrow = ort.InferenceSession(str(self.models_dir / spec.file), narrow_options, providers=[providers.CPU])
+            self.models[spec.name] = LoadedModel(spec, session, active, self.settings, narrow)
             log.info("model %s loaded on %s (batched runs: %s)", spec.name, active,
                      "yes" if self.models[spec.name].batcher else "no")
 
@@ -138,7 +161,14 @@ class ModelRegistry:
         for model in self.models.values():
             family = CUTOUT_FAMILIES.get(model.spec.family)
             if family is not None:
-                model.run_sync(family.dummy_feeds(model.input_names[0]))
+                feeds = family.dummy_feeds(model.input_names[0])
+                model.run_sync(feeds)
+                if model.narrow is not None:
+                    # The twin may serve every worker at once: size its arena for that now, so RSS
+                    # is flat from the first request on (the soak measures it).
+                    workers = self.settings.inference_workers
+                    with ThreadPoolExecutor(workers) as pool:
+                        list(pool.map(lambda _: model.run_sync(feeds, session=model.narrow), range(workers)))
         warm_up_style_models(self)
         self.ready = True
 
