@@ -47,7 +47,7 @@ async def test_full_queue_answers_503_busy_with_retry_after(tmp_path):
 async def test_model_exception_costs_nothing_and_releases_the_hold(tmp_path, monkeypatch):
     app = create_app(make_settings(tmp_path))
 
-    def explode(self, feeds):
+    def explode(self, feeds, *rest):
         raise RuntimeError("injected model failure")
 
     async with AsyncTestClient(app) as client:
