@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,36 +12,20 @@ from typing import Callable
 import httpx
 import psutil
 
+from common import LiveServer
 
-class ServerProcess:
-    """Any HTTP server as a child process on loopback: ours, an older checkout of ours, `rembg s`."""
+
+class ServerProcess(LiveServer):
+    """Any HTTP server as a child process on loopback (ours, an older checkout of ours, `rembg s`),
+    with what the bench measures of it: RSS, CPU time, peak RSS."""
 
     def __init__(self, name: str, argv: list[str], *, cwd: Path, env: dict[str, str], port: int, ready_path: str,
                  log_path: Path):
-        self.name, self.argv, self.cwd, self.env, self.port = name, argv, cwd, env, port
-        self.ready_path, self.log_path = ready_path, log_path
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen | None = None
+        super().__init__(env, port, log_path, argv=argv, cwd=cwd, ready_path=ready_path, name=name)
 
     def start(self, timeout: float = 180) -> "ServerProcess":
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"{self.name} was not ready after {timeout:.0f} s (log: {self.log_path})")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        super().start(timeout=timeout)
+        return self
 
     def rss(self) -> int:
         """Resident set of the server and any children it started, in bytes."""
@@ -69,15 +52,6 @@ class ServerProcess:
         except OSError:
             pass
         return 0
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 class RssSampler:

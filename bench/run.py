@@ -265,7 +265,7 @@ def peer_comparison(args, results: dict) -> None:
     table(f"2. Against the peer server, closed loop, {args.peer_mp:g} MP photos ({', '.join(PHOTOS)} in turn)",
           ["server", "conc.", "requests", "images/s", "p50 s", "p99 s", "errors", "CPU s/image", "peak RSS MiB"],
           rows,
-          [f"peak RSS: sampled every 50 ms during each level; high-water mark over the whole run (VmHWM): "
+          ["peak RSS: sampled every 50 ms during each level; high-water mark over the whole run (VmHWM): "
            + ", ".join(f"{k} {v} MiB" for k, v in hwm.items()),
            "both servers up for the whole section; each level in chunks of max(8, 3 x conc.) requests "
            "alternating between them; images/s = answers / time under load"])

@@ -22,31 +22,38 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``python -m app serve`` as a real process on loopback."""
+    """A server as a real process on loopback: ``python -m app serve`` from this checkout unless
+    ``argv`` says otherwise (the benchmarks also run an older checkout and `rembg s`)."""
 
-    def __init__(self, env: dict[str, str], port: int, log_path: Path):
+    def __init__(self, env: dict[str, str], port: int, log_path: Path, *, argv: list[str] | None = None,
+                 cwd: Path = ROOT, ready_path: str = "/readyz", name: str = "server"):
         self.env, self.port, self.log_path = env, port, log_path
+        self.argv = argv or [sys.executable, "-m", "app", "serve", "--port", str(port)]
+        self.cwd, self.ready_path, self.name = cwd, ready_path, name
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, wait_ready: bool = True) -> "LiveServer":
+    def start(self, wait_ready: bool = True, timeout: float = 120) -> "LiveServer":
+        """Start it and wait until ``ready_path`` answers 200 (``/healthz`` when not ``wait_ready``)."""
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        path = "/readyz" if wait_ready else "/healthz"
+        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        path = self.ready_path if wait_ready else "/healthz"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.name} exited at start: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(self.url + path, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
+        self.stop()
+        raise RuntimeError(f"{self.name} was not ready after {timeout:.0f} s (log: {self.log_path})")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.live import ROOT, LiveServer, free_port, server_env
-from tests.photos import encode, jpeg, photo
+from tests.photos import encode, photo
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 

@@ -3,9 +3,7 @@ and on a real S3-compatible server (moto's standalone server on loopback, boto3 
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 

@@ -143,7 +143,7 @@ class ModelRegistry:
         narrow_options = providers.session_options(
             1, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
             mem_pattern=self.settings.inference_mem_pattern,
-        )
+        ) if twins else None
         for spec in specs:
             session = ort.InferenceSession(str(self.models_dir / spec.file), options, providers=requested)
             active = providers.check_active(session, self.settings.provider, requested, spec.name)
