@@ -16,6 +16,17 @@ from app.storage.base import BlobMissing, StorageUnavailable
 from app.storage.signing import sign
 
 
+WRITE_CHUNK = 256 * 1024
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write in 256 KB pieces: on ext4 here one write() of a megabyte or more into a new file
+    took ~5 ms (1.2 MB), the same bytes in 256 KB pieces ~0.5 ms (docs/performance.md)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:WRITE_CHUNK]):]
+
+
 class LocalBlobStore:
     def __init__(self, root: str, signing_secret: str | bytes):
         self.root = Path(root)
@@ -37,8 +48,10 @@ class LocalBlobStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
                 os.replace(tmp, path)  # atomic: never a half-written result
             except BaseException:
                 with contextlib.suppress(OSError):
