@@ -85,8 +85,9 @@ def test_cuda_requested_without_cuda_refuses_to_start():
 
 
 async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
-    """CPU, two workers: a lone run gets the wide session (every core, lowest latency); one that
-    starts while another runs gets the one-thread twin (throughput); both give the same matte."""
+    """CPU, two workers (the default there): a lone run gets the wide session (every core, lowest
+    latency); one that starts while another runs gets the one-thread twin (throughput); both give
+    the same matte, and both draw on the one shared arena."""
     import asyncio
 
     import numpy as np
@@ -96,11 +97,14 @@ async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
     from app.inference.families import u2net
     from tests.conftest import make_settings
 
-    registry = ModelRegistry(make_settings(tmp_path, inference_workers=2, inference_threads=0))
+    registry = ModelRegistry(make_settings(tmp_path, inference_threads=0))  # workers: the default
     registry.load()
     try:
+        assert registry.workers == 2
         model = registry.get("u2netp")
         assert model.narrow is not None and model.narrow.get_session_options().intra_op_num_threads == 1
+        for session in (model.session, model.narrow):
+            assert session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
         used = []
         real = model.run_sync
 

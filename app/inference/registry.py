@@ -5,12 +5,13 @@ creates its session with the provider from settings; ``warm_up()`` runs each onc
 request is as fast as the tenth. Runs go through a per-model thread pool behind admission
 control, so inference never blocks the event loop.
 
-On CPU with more than one worker, each cutout model also gets a one-thread *narrow* twin: a run
-that starts while another run of the model is in progress takes the twin, so a lone request
-still has every core (lowest latency) while concurrent requests run side by side on one core
-each, which on two cores answers ~1.4x the images per second of one wide run after another
-(U^2-Net's many small operators parallelise poorly), for ~0.6 GB more resident memory: so it is
-opt-in (TRIALZONE_INFERENCE_WORKERS=2; docs/performance.md).
+On CPU each cutout model runs two at a time (TRIALZONE_INFERENCE_WORKERS, default 2 on CPU, 1
+with CUDA) and gets a one-thread *narrow* twin: a run that starts while another run of the model
+is in progress takes the twin, so a lone request still has every core (lowest latency) while
+concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
+images per second of one wide run after another (U^2-Net's many small operators parallelise
+poorly). The two sessions draw on one shared arena (providers.session_options), so the twin
+costs ~0.25 GB rather than a second arena's ~0.6 GB (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ModelStartupError(RuntimeError):
 
 class LoadedModel:
     def __init__(self, spec: ModelSpec, session: ort.InferenceSession, provider: str, settings: Settings,
-                 narrow: ort.InferenceSession | None = None):
+                 narrow: ort.InferenceSession | None = None, workers: int = 1):
         self.spec = spec
         self.session = session
         self.narrow = narrow  # the one-thread twin for runs that start while another runs
@@ -53,15 +54,15 @@ class LoadedModel:
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self.admission = Admission(
-            spec.name, workers=settings.inference_workers, queue_size=settings.queue_size,
+            spec.name, workers=workers, queue_size=settings.queue_size,
             retry_after=settings.busy_retry_after,
         )
-        self._executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix=f"ort-{spec.name}")
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"ort-{spec.name}")
         self.batcher: Batcher | None = None
         if wants_batching(settings, provider, session):
             self.batcher = Batcher(
                 self.run_sync, max_size=settings.batch_max_size, max_wait=settings.batch_max_wait_ms / 1000,
-                max_in_flight=settings.inference_workers, executor=self._executor,
+                max_in_flight=workers, executor=self._executor,
                 on_batch=BATCH_ROWS.labels(spec.name).observe,
             )
 
@@ -103,6 +104,7 @@ class ModelRegistry:
         self.models_dir = Path(settings.models_dir)
         self.manifest = load_manifest(self.models_dir)
         self.models: dict[str, LoadedModel] = {}
+        self.workers = 1  # concurrent runs per model, settled by load()
         self.ready = False
 
     def wanted(self) -> list[ModelSpec]:
@@ -139,18 +141,23 @@ class ModelRegistry:
             self.settings.inference_threads, spinning=self.settings.inference_spinning,
             mem_arena=self.settings.inference_mem_arena, mem_pattern=self.settings.inference_mem_pattern,
         )
-        twins = self.settings.inference_workers > 1 and self.settings.inference_threads != 1
-        narrow_options = providers.session_options(
-            1, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
-            mem_pattern=self.settings.inference_mem_pattern,
-        ) if twins else None
+        # Twins on CPU only: a cutout model's wide session and its twin share one arena.
+        self.workers = self.settings.inference_workers or (2 if requested == [providers.CPU] else 1)
+        twins = self.workers > 1 and self.settings.inference_threads != 1 and requested == [providers.CPU]
+        if twins:
+            wide_options, narrow_options = (providers.session_options(
+                threads, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
+                mem_pattern=self.settings.inference_mem_pattern, shared_arena=True,
+            ) for threads in (self.settings.inference_threads, 1))
         for spec in specs:
-            session = ort.InferenceSession(str(self.models_dir / spec.file), options, providers=requested)
+            hot = twins and spec.task == "cutout"  # the hot path
+            session = ort.InferenceSession(str(self.models_dir / spec.file), wide_options if hot else options,
+                                           providers=requested)
             active = providers.check_active(session, self.settings.provider, requested, spec.name)
             narrow = None
-            if twins and active == providers.CPU and spec.task == "cutout":  # the hot path
-                narrow = ort.InferenceSession(str(self.models_dir / spec.file), narrow_options, providers=[providers.CPU])
-            self.models[spec.name] = LoadedModel(spec, session, active, self.settings, narrow)
+            if hot:
+                narrow = ort.InferenceSession(str(self.models_dir / spec.file), narrow_options, providers=requested)
+            self.models[spec.name] = LoadedModel(spec, session, active, self.settings, narrow, self.workers)
             log.info("model %s loaded on %s (batched runs: %s)", spec.name, active,
                      "yes" if self.models[spec.name].batcher else "no")
 
@@ -166,7 +173,7 @@ class ModelRegistry:
                 if model.narrow is not None:
                     # The twin may serve every worker at once: size its arena for that now, so RSS
                     # is flat from the first request on (the soak measures it).
-                    workers = self.settings.inference_workers
+                    workers = self.workers
                     with ThreadPoolExecutor(workers) as pool:
                         list(pool.map(lambda _: model.run_sync(feeds, session=model.narrow), range(workers)))
         warm_up_style_models(self)
