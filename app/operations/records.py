@@ -60,11 +60,19 @@ class OperationRecords:
     async def _rows(self, query) -> list[Operation]:
         return await run_read(self.engine, lambda conn: [_row(r) for r in conn.execute(query)])
 
-    async def insert(self, **values: Any) -> None:
-        await self._write(t.insert().values(**values))
+    async def insert(self, **values: Any) -> Operation:
+        """The new record, as stored (RETURNING: no second round trip to read it back)."""
+        return await self._written_row(t.insert().values(**values))
 
     async def update(self, op_id: str, **values: Any) -> None:
         await self._write(t.update().where(t.c.id == op_id).values(**values))
+
+    async def updated(self, op_id: str, **values: Any) -> Operation:
+        """Update, and answer the record as it now is (in the same statement)."""
+        return await self._written_row(t.update().where(t.c.id == op_id).values(**values))
+
+    async def _written_row(self, statement) -> Operation:
+        return await run_write(self.engine, lambda conn: _row(conn.execute(statement.returning(*t.c)).one()))
 
     async def settle(self, op_id: str, **values: Any) -> bool:
         """Finish an active operation; False when it already finished (a late or racing answer)."""

@@ -128,11 +128,11 @@ class OperationsService:
             log.exception("operation %s failed", op.id)
             raise InferenceFailed("the operation failed; no tokens were charged", operation_id=op.id) from None
 
-        await self.records.update(op.id, status="succeeded", tokens_charged=feature.price, finished_at=self.clock(),
-                                  result_meta=result.meta | {"tokens_remaining": captured.available})
+        done = await self.records.updated(op.id, status="succeeded", tokens_charged=feature.price,
+                                          finished_at=self.clock(),
+                                          result_meta=result.meta | {"tokens_remaining": captured.available})
         OPERATIONS.labels(feature.name, result.model or "", "succeeded").inc()
         OPERATION_SECONDS.labels(feature.name, result.model or "").observe(time.perf_counter() - started)
-        done = await self.records.get(op.id)
         return Outcome(operation=done, body=result.body, tokens_remaining=captured.available)
 
     async def _store_result(self, op: Operation, body: bytes, content_type: str, model: str | None) -> None:
@@ -196,14 +196,12 @@ class OperationsService:
     async def _record(self, user_id: str, feature, prepared: Prepared, key: str | None, runner: Runner) -> Operation:
         now = self.clock()
         seconds = runner.deadline_seconds(feature) if runner.asynchronous else self.hold_seconds
-        op_id = new_operation_id()
-        await self.records.insert(
-            id=op_id, user_id=user_id, feature=feature.name, runner=feature.runner, model=prepared.model,
+        return await self.records.insert(
+            id=new_operation_id(), user_id=user_id, feature=feature.name, runner=feature.runner, model=prepared.model,
             options=prepared.options, status="pending", idempotency_key=key,
             request_hash=prepared.request_hash, created_at=now,
             deadline=now + timedelta(seconds=seconds), vendor=feature.vendor if runner.asynchronous else None,
         )
-        return await self.records.get(op_id)
 
     async def _settle_failure(self, op: Operation, hold_id: str, exc: BaseException) -> None:
         """Release the hold and mark the operation failed, even if this task is being cancelled."""
