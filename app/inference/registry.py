@@ -11,7 +11,7 @@ is in progress takes the twin, so a lone request still has every core (lowest la
 concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
 images per second of one wide run after another (U^2-Net's many small operators parallelise
 poorly). The two sessions draw on one shared arena (providers.session_options), so the twin
-costs ~0.25 GB rather than a second arena's ~0.6 GB (docs/performance.md).
+costs ~0.3 GB rather than a second arena's ~0.6 GB (docs/performance.md).
 """
 
 from __future__ import annotations
