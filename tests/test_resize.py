@@ -47,3 +47,24 @@ def test_bands_run_in_parallel_only_where_they_pay(monkeypatch):
     assert calls == []
     banded.resize(photo("chelsea").resize((1226, 816)), (320, 320), LANCZOS)  # two passes, banded
     assert len(calls) == 2 * (banded.BANDS - 1)
+
+
+def test_a_band_queued_behind_busy_threads_is_done_by_the_caller():
+    """Under load the pool may be busy with other requests' bands: the caller does its own
+    instead of waiting for them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import threading
+
+    release = threading.Event()
+    blockers = [banded._pool.submit(release.wait) for _ in range(banded._pool._max_workers)]
+    image = photo("chelsea").resize((1226, 816))
+    with ThreadPoolExecutor(1) as caller:
+        pending = caller.submit(banded.resize, image, (320, 320), LANCZOS)
+        try:
+            got = pending.result(timeout=30)  # without the steal it waits until `release`
+        finally:
+            release.set()
+            for blocker in blockers:
+                blocker.result()
+    assert np.array_equal(got, np.asarray(image.resize((320, 320), LANCZOS)))

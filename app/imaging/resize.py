@@ -67,8 +67,10 @@ def _one_pass(image: Image.Image, length: int, axis: int, resample: Image.Resamp
 
     jobs = [functools.partial(band, a, b) for a, b in zip(edges, edges[1:])]
     others = [_pool.submit(job) for job in jobs[1:]]
-    first = jobs[0]()  # this thread takes a band itself instead of waiting idle
-    return np.concatenate([np.asarray(first), *(np.asarray(f.result()) for f in others)], axis=axis)
+    parts = [jobs[0]()]  # this thread takes a band itself instead of waiting idle
+    # A band still queued behind other requests' bands (the pool is busy) is done here instead.
+    parts += [job() if future.cancel() else future.result() for job, future in zip(jobs[1:], others)]
+    return np.concatenate([np.asarray(part) for part in parts], axis=axis)
 
 
 def _pillow_goes_height_first() -> bool:
