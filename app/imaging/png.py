@@ -19,6 +19,7 @@ the same job. Both release the GIL.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
@@ -26,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
+
+from app.imaging.parallel import run_all
 
 try:
     from isal import isal_zlib as _deflate
@@ -80,8 +83,8 @@ def encode_png_rows(height: int, width: int, channels: int, source: RowSource, l
     strips = max(_WORKERS, (height * (row_bytes + 1)) // _STRIP_BYTES)  # every core busy, strips ~4 MB
     step = max(-(-height // strips), 1)
     starts = list(range(0, height, step))
-    parts = _pool.map(lambda s: _strip(source, s, min(s + step, height), row_bytes, s + step >= height, level),
-                      starts)
+    parts = run_all(_pool, [functools.partial(_strip, source, s, min(s + step, height), row_bytes, s + step >= height,
+                                              level) for s in starts])
     checksum, bodies = 1, []
     for adler, length, body in parts:
         checksum = adler32_combine(checksum, adler, length)

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from app.imaging.parallel import run_all
+
 BANDS = 4 if (os.cpu_count() or 1) >= 4 else 2
 MIN_SOURCE_PIXELS = 250_000  # below this a thread hand-off costs more than it saves
 WIDTH, HEIGHT = 1, 0  # numpy axes
@@ -65,11 +67,7 @@ def _one_pass(image: Image.Image, length: int, axis: int, resample: Image.Resamp
             return image.resize((b - a, height), resample, box=(lo, 0, hi, height))
         return image.resize((width, b - a), resample, box=(0, lo, width, hi))
 
-    jobs = [functools.partial(band, a, b) for a, b in zip(edges, edges[1:])]
-    others = [_pool.submit(job) for job in jobs[1:]]
-    parts = [jobs[0]()]  # this thread takes a band itself instead of waiting idle
-    # A band still queued behind other requests' bands (the pool is busy) is done here instead.
-    parts += [job() if future.cancel() else future.result() for job, future in zip(jobs[1:], others)]
+    parts = run_all(_pool, [functools.partial(band, a, b) for a, b in zip(edges, edges[1:])])
     return np.concatenate([np.asarray(part) for part in parts], axis=axis)
 
 
