@@ -141,9 +141,10 @@ class ModelRegistry:
             self.settings.inference_threads, spinning=self.settings.inference_spinning,
             mem_arena=self.settings.inference_mem_arena, mem_pattern=self.settings.inference_mem_pattern,
         )
+        cpu_only = requested == [providers.CPU]
+        self.workers = self.settings.inference_workers or (2 if cpu_only else 1)
         # Twins on CPU only: a cutout model's wide session and its twin share one arena.
-        self.workers = self.settings.inference_workers or (2 if requested == [providers.CPU] else 1)
-        twins = self.workers > 1 and self.settings.inference_threads != 1 and requested == [providers.CPU]
+        twins = cpu_only and self.workers > 1 and self.settings.inference_threads != 1
         if twins:
             wide_options, narrow_options = (providers.session_options(
                 threads, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
@@ -171,11 +172,10 @@ class ModelRegistry:
                 feeds = family.dummy_feeds(model.input_names[0])
                 model.run_sync(feeds)
                 if model.narrow is not None:
-                    # The twin may serve every worker at once: size its arena for that now, so RSS
-                    # is flat from the first request on (the soak measures it).
-                    workers = self.workers
-                    with ThreadPoolExecutor(workers) as pool:
-                        list(pool.map(lambda _: model.run_sync(feeds, session=model.narrow), range(workers)))
+                    # The twin may serve every worker at once: grow the shared arena for that now,
+                    # so RSS is flat from the first request on (the soak measures it).
+                    with ThreadPoolExecutor(self.workers) as pool:
+                        list(pool.map(lambda _: model.run_sync(feeds, session=model.narrow), range(self.workers)))
         warm_up_style_models(self)
         self.ready = True
 

@@ -19,12 +19,12 @@ from app.storage.signing import sign
 WRITE_CHUNK = 256 * 1024
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(f, data: bytes) -> None:
     """Write in 256 KB pieces: on ext4 here one write() of a megabyte or more into a new file
     took ~5 ms (1.2 MB), the same bytes in 256 KB pieces ~0.5 ms (docs/performance.md)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view[:WRITE_CHUNK]):]
+        view = view[f.write(view[:WRITE_CHUNK]):]  # unbuffered: a write may take less than asked
 
 
 class LocalBlobStore:
@@ -48,10 +48,8 @@ class LocalBlobStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
-                try:
-                    _write_all(fd, data)
-                finally:
-                    os.close(fd)
+                with os.fdopen(fd, "wb", buffering=0) as f:
+                    _write_all(f, data)
                 os.replace(tmp, path)  # atomic: never a half-written result
             except BaseException:
                 with contextlib.suppress(OSError):
