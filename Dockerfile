@@ -3,8 +3,9 @@
 #   CPU:  docker build -t trialzone .
 #   GPU:  docker build -t trialzone:gpu --build-arg VARIANT=gpu .
 #         docker run --gpus all -e TRIALZONE_PROVIDER=cuda trialzone:gpu
-# VARIANT=gpu installs onnxruntime-gpu with its CUDA 12 and cuDNN runtime wheels (the
-# `cuda,cudnn` extras), so the image needs only the host's NVIDIA driver. BASE may name a CUDA
+# VARIANT=gpu installs onnxruntime-gpu with its CUDA and cuDNN runtime wheels (the `cuda,cudnn`
+# extras; CUDA 13 as of onnxruntime-gpu 1.31) and onnx (for TRIALZONE_BATCHING=on), so the image
+# needs only the host's NVIDIA driver. BASE may name a CUDA
 # image instead, provided it has Python 3.11 at /usr/local/bin (both stages use it, so the
 # virtual environment's paths match).
 ARG BASE=python:3.11-slim-bookworm
@@ -18,7 +19,7 @@ COPY app ./app
 COPY models/manifest.toml ./models/manifest.toml
 RUN python3.11 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
  && if [ "$VARIANT" = gpu ]; then \
-      /opt/venv/bin/pip install --no-cache-dir . "onnxruntime-gpu[cuda,cudnn]>=1.20"; \
+      /opt/venv/bin/pip install --no-cache-dir ".[gpu]" "onnxruntime-gpu[cuda,cudnn]>=1.20"; \
     else \
       /opt/venv/bin/pip install --no-cache-dir ".[cpu]"; \
     fi

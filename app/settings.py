@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     models: str = ""  # comma-separated names to load; empty = every installed model a feature uses
     warmup: bool = True
     inference_threads: int = 0  # ONNX Runtime intra-op threads per session; 0 = one per core
-    inference_workers: int = 0  # concurrent session.run calls per model; 0 = 2 on CPU (+ a one-thread twin), 1 on CUDA
+    inference_workers: int = 0  # concurrent session.run calls per model; 0 = 2 (on CPU with a one-thread twin)
     queue_size: int = 16  # requests waiting per model before 503 busy
     busy_retry_after: int = 2
 

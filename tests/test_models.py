@@ -84,6 +84,15 @@ def test_cuda_requested_without_cuda_refuses_to_start():
         registry.load()
 
 
+def test_cuda_sessions_convolve_in_full_fp32():
+    """TF32 moved an H200's mattes by up to 23/255 from the CPU's (docs/performance.md): CUDA
+    sessions get it off, the CPU provider nothing."""
+    from app.inference.providers import CPU, CUDA, provider_options
+
+    assert provider_options([CUDA, CPU]) == [{"use_tf32": "0"}, {}]
+    assert provider_options([CPU]) == [{}]
+
+
 async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
     """CPU, two workers (the default there): a lone run gets the wide session (every core, lowest
     latency); one that starts while another runs gets the one-thread twin (throughput); both give

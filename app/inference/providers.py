@@ -49,6 +49,17 @@ def _preload_cuda_libraries() -> None:
             log.info("CUDA library preload skipped: %s", exc)
 
 
+# ORT's CUDA provider lets cuDNN convolve in TF32 (a 10-bit mantissa) by default. On an H200 that
+# moved u2netp's matte by up to 23/255 from the CPU's (mask IoU 0.993); off, by 1/255 (IoU >= 0.9996)
+# for 3% more model time (4.73 vs 4.57 ms), so a photo gets the same cutout on every node.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
+def provider_options(requested: list[str]) -> list[dict[str, str]]:
+    """InferenceSession's ``provider_options``, one dict per provider in ``requested``."""
+    return [dict(CUDA_OPTIONS) if name == CUDA else {} for name in requested]
+
+
 def check_active(session: ort.InferenceSession, setting: str, requested: list[str], name: str) -> str:
     """Return the provider really running ``session``; refuse a CUDA request that fell back."""
     active = session.get_providers()[0]

@@ -5,9 +5,11 @@ creates its session with the provider from settings; ``warm_up()`` runs each onc
 request is as fast as the tenth. Runs go through a per-model thread pool behind admission
 control, so inference never blocks the event loop.
 
-On CPU each cutout model runs two at a time (TRIALZONE_INFERENCE_WORKERS, default 2 on CPU, 1
-with CUDA) and gets a one-thread *narrow* twin: a run that starts while another run of the model
-is in progress takes the twin, so a lone request still has every core (lowest latency) while
+Each model runs two requests at a time (TRIALZONE_INFERENCE_WORKERS, default 2). With CUDA, two
+runs of one session overlap one's host work and copies with the other's kernels: on an H200,
+u2netp answered 1.7-1.8x the images/s of one run at a time from 2 to 16 concurrent requests.
+On CPU a cutout model also gets a one-thread *narrow* twin: a run that starts while another run
+of the model is in progress takes the twin, so a lone request still has every core (lowest latency) while
 concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
 images per second of one wide run after another (U^2-Net's many small operators parallelise
 poorly). The two sessions draw on one shared arena (providers.session_options), so the twin
@@ -30,6 +32,7 @@ from app.errors import ModelUnavailable
 from app.imaging.memory import tune_allocator
 from app.inference import providers
 from app.inference.admission import Admission
+from app.inference.batch_dim import with_dynamic_batch
 from app.inference.batcher import Batcher, batchable
 from app.inference.families import CUTOUT_FAMILIES
 from app.inference.manifest import ModelSpec, load_manifest, model_state
@@ -53,6 +56,10 @@ class LoadedModel:
         self.provider = provider
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
+        # U^2-Net answers 7 side outputs and the matte is the first: fetch only those the family
+        # reads (on a GPU each fetched output is a device-to-host copy per request).
+        used = getattr(CUTOUT_FAMILIES.get(spec.family), "OUTPUTS_USED", None)
+        self.fetched = self.output_names[:used] if used else self.output_names
         self.admission = Admission(
             spec.name, workers=workers, queue_size=settings.queue_size,
             retry_after=settings.busy_retry_after,
@@ -69,7 +76,7 @@ class LoadedModel:
     def run_sync(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
                  session: ort.InferenceSession | None = None) -> list[np.ndarray]:
         started = time.perf_counter()
-        results = (session or self.session).run(outputs, feeds)
+        results = (session or self.session).run(outputs or self.fetched, feeds)
         INFERENCE_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
         # Own the memory before the next run starts: ORT's arrays point into its arena, and an
         # output a request still holds while the next run allocates makes the arena grow by a
@@ -78,13 +85,13 @@ class LoadedModel:
 
     async def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Run off the event loop, behind this model's bounded line (503 busy when full).
-        ``outputs``: the names wanted (default: all, in the model's order)."""
+        ``outputs``: the names wanted (default: those the family reads, in the model's order)."""
         async with self.admission.slot():
             if self.batcher is not None:  # shares one session.run with concurrent requests
                 results = await self.batcher.run(feeds)
                 if outputs is None:
                     return results
-                return [results[self.output_names.index(name)] for name in outputs]
+                return [results[self.fetched.index(name)] for name in outputs]
             # Alone: the wide session and every core. Beside another run: the narrow twin.
             session = self.narrow if self._running and self.narrow is not None else self.session
             self._running += 1
@@ -142,7 +149,7 @@ class ModelRegistry:
             mem_arena=self.settings.inference_mem_arena, mem_pattern=self.settings.inference_mem_pattern,
         )
         cpu_only = requested == [providers.CPU]
-        self.workers = self.settings.inference_workers or (2 if cpu_only else 1)
+        self.workers = self.settings.inference_workers or 2
         # Twins on CPU only: a cutout model's wide session and its twin share one arena.
         twins = cpu_only and self.workers > 1 and self.settings.inference_threads != 1
         if twins:
@@ -152,8 +159,8 @@ class ModelRegistry:
             ) for threads in (self.settings.inference_threads, 1))
         for spec in specs:
             hot = twins and spec.task == "cutout"  # the hot path
-            session = ort.InferenceSession(str(self.models_dir / spec.file), wide_options if hot else options,
-                                           providers=requested)
+            session = ort.InferenceSession(self._graph(spec), wide_options if hot else options,
+                                           providers=requested, provider_options=providers.provider_options(requested))
             active = providers.check_active(session, self.settings.provider, requested, spec.name)
             narrow = None
             if hot:
@@ -161,6 +168,21 @@ class ModelRegistry:
             self.models[spec.name] = LoadedModel(spec, session, active, self.settings, narrow, self.workers)
             log.info("model %s loaded on %s (batched runs: %s)", spec.name, active,
                      "yes" if self.models[spec.name].batcher else "no")
+
+    def _graph(self, spec: ModelSpec) -> str | bytes:
+        """The weight file's path; with TRIALZONE_BATCHING=on, for a family whose graphs allow it,
+        the graph with a symbolic batch dimension, so that the batcher can stack requests.
+
+        Not under ``auto``: on an H200 the batcher beat two one-by-one runs only at 16 concurrent
+        requests (docs/performance.md)."""
+        path = self.models_dir / spec.file
+        family = CUTOUT_FAMILIES.get(spec.family)
+        if self.settings.batching == "on" and self.settings.batch_max_size > 1 and getattr(family, "BATCH_AGNOSTIC", False):
+            try:
+                return with_dynamic_batch(path)
+            except ImportError as exc:
+                raise ModelStartupError(f"TRIALZONE_BATCHING=on needs the onnx package: pip install '.[gpu]' ({exc})")
+        return str(path)
 
     def warm_up(self) -> None:
         """One run per cutout model (and a small one per style model) so request 1 is not slow."""
@@ -171,6 +193,10 @@ class ModelRegistry:
             if family is not None:
                 feeds = family.dummy_feeds(model.input_names[0])
                 model.run_sync(feeds)
+                if model.batcher is not None:
+                    # CUDA's convolutions pick their algorithms per input shape: meet every batch size now.
+                    for rows in range(2, model.batcher.max_size + 1):
+                        model.run_sync({name: np.repeat(value, rows, axis=0) for name, value in feeds.items()})
                 if model.narrow is not None:
                     # The twin may serve every worker at once: grow the shared arena for that now,
                     # so RSS is flat from the first request on (the soak measures it).
@@ -201,10 +227,11 @@ BATCH_ROWS = Histogram(
 
 
 def wants_batching(settings: Settings, provider: str, session: ort.InferenceSession) -> bool:
-    """Batch where it pays (CUDA) and where the graph allows it (a dynamic first dimension).
+    """Batch where the graph allows it (a dynamic first dimension): under ``auto`` on CUDA only
+    (on CPU a batch of N costs about N runs); ``on`` forces it on any provider.
 
-    u2net/u2netp/isnet as shipped have a fixed batch of 1 ([1,3,320,320]), so they never batch;
-    ``on`` forces it on CPU too, for measurement."""
+    u2net/u2netp as shipped declare a fixed batch of 1 ([1,3,320,320]); ``ModelRegistry._graph``
+    makes it symbolic under ``on``."""
     if settings.batching == "off" or settings.batch_max_size < 2 or not batchable(session):
         return False
     return settings.batching == "on" or provider == providers.CUDA
