@@ -101,12 +101,12 @@ def tf32(gpu: LoadedModel, inputs) -> None:
                                 providers=[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"])
     rows = []
     for photo_name, (_, feeds) in zip(PHOTOS, inputs):
-        approx = matte(gpu, fast.run(gpu.fetched, feeds))
+        approx = matte(gpu, fast.run(None, feeds))
         cpu = matte(gpu, load_cpu(gpu.spec.name).run_sync(feeds))
         b, c = approx > 127, cpu > 127
         rows.append((photo_name, f"{(b & c).sum() / max((b | c).sum(), 1):.4f}",
                      int(np.abs(approx.astype(int) - cpu.astype(int)).max()),
-                     f"{timed(lambda: fast.run(gpu.fetched, feeds), 20)[0] * 1000:.2f}",
+                     f"{timed(lambda: fast.run(None, feeds), 20)[0] * 1000:.2f}",
                      f"{timed(lambda: gpu.run_sync(feeds), 20)[0] * 1000:.2f}"))
     table("   ORT's default, TF32 on, vs CPU; run times (the service runs with TF32 off)",
           ("photo", "mask IoU", "max matte diff", "run ms TF32 on", "run ms TF32 off"), rows)
@@ -146,7 +146,8 @@ def batching(name: str, levels: list[int], total: int) -> None:
         if model.batcher is not None:
             model.batcher.on_batch = sizes.append
         feeds = [f for _, f in photo_inputs(model)]
-        label = (f"batcher, wait {wait_ms:g} ms" if model.batcher else "one by one") + f", {workers} worker{'s' if workers > 1 else ''}"
+        label = f"batcher, wait {wait_ms:g} ms" if model.batcher else "one by one"
+        label += f", {workers} worker{'s' if workers > 1 else ''}"
         for concurrency in levels:
             sizes.clear()
             asyncio.run(closed_loop(model, feeds, concurrency, max(concurrency, 16)))  # settle
@@ -175,11 +176,11 @@ def pipeline(name: str, sizes: list[float], repeat: int) -> None:
         rgba = np.dstack([np.asarray(photo), mask])
         png, _, _ = timed(lambda: encode_png(rgba), repeat)
         total = decode + prep + run_gpu + post + png
-        rows.append((f"{photo.width}x{photo.height}", *(f"{t * 1000:.1f}" for t in (decode, prep, run_gpu, run_cpu, post, png, total)),
-                     f"{run_gpu / total:.0%}"))
+        steps = (decode, prep, run_gpu, run_cpu, post, png, total)
+        rows.append((f"{photo.width}x{photo.height}", *(f"{t * 1000:.1f}" for t in steps), f"{run_gpu / total:.0%}"))
     table(f"3. {name}: a request's steps on this host (medians of {repeat})",
-          ("photo", "decode ms", "preprocess ms", f"run {ACCEL} ms", "run CPU ms", "matte ms", "PNG ms", f"total ({ACCEL}) ms",
-           "run's share"), rows)
+          ("photo", "decode ms", "preprocess ms", f"run {ACCEL} ms", "run CPU ms", "matte ms", "PNG ms",
+           f"total ({ACCEL}) ms", "run's share"), rows)
     gpu.close()
 
 

@@ -49,9 +49,6 @@ async def test_the_registry_batches_a_batch_agnostic_model_only_where_runs_are_s
     try:
         model = plain.get("u2netp")
         assert model.batcher is None and model.session.get_inputs()[0].shape[0] == 1
-        # of U^2-Net's 7 side outputs only the matte's is fetched
-        assert model.fetched == model.output_names[:1] and len(model.output_names) == 7
-        assert len(await model.run(u2net.preprocess(photo("coffee"), model.input_names[0]))) == 1
     finally:
         plain.close()
 

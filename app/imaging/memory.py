@@ -7,6 +7,14 @@ resident set climbed 40-90 MB over its first hundred cutouts, by a different amo
 A fixed 256 KB threshold sends every pixel buffer to mmap (returned to the system when freed)
 and two arenas suffice for our few threads: the soak then stays flat after ~20 MB (measured:
 docs/performance.md). An operator's own MALLOC_MMAP_THRESHOLD_ / MALLOC_ARENA_MAX win.
+
+The price is page faults: every mmapped buffer faults in anew (~3 us a page on this project's
+VMs, 0.75 ms a megabyte). Keeping 1 MP buffers on the heap (MALLOC_MMAP_THRESHOLD_=4194304
+with MALLOC_TRIM_THRESHOLD_=33554432, so freed ones are not handed back either) made a 1 MP
+cutout 0.969x as long (40 paired requests) and added ~5-18 MiB to the soak's first hundred
+cutouts; it is not the default because its one 2,000-cutout soak could not be judged (it met
+the ~52 MiB step of ONNX Runtime's arena that soaks with this default met too:
+docs/performance.md). A host with memory to spare may set those two variables.
 """
 
 from __future__ import annotations

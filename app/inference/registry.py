@@ -8,9 +8,9 @@ control, so inference never blocks the event loop.
 Each model runs two requests at a time (TRIALZONE_INFERENCE_WORKERS, default 2). With CUDA, two
 runs of one session overlap one's host work and copies with the other's kernels: on an H200,
 u2netp answered 1.7-1.8x the images/s of one run at a time from 2 to 16 concurrent requests.
-On CPU a cutout model also gets a one-thread *narrow* twin: a run that starts while another run
-of the model is in progress takes the twin, so a lone request still has every core (lowest latency) while
-concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
+On CPU a cutout model also gets a one-thread *narrow* twin: a run that starts while another
+run of the model is in progress takes the twin, so a lone request still has every core (lowest
+latency) while concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
 images per second of one wide run after another (U^2-Net's many small operators parallelise
 poorly). The two sessions draw on one shared arena (providers.session_options), so the twin
 costs ~0.3 GB rather than a second arena's ~0.6 GB (docs/performance.md).
@@ -56,10 +56,6 @@ class LoadedModel:
         self.provider = provider
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
-        # U^2-Net answers 7 side outputs and the matte is the first: fetch only those the family
-        # reads (on a GPU each fetched output is a device-to-host copy per request).
-        used = getattr(CUTOUT_FAMILIES.get(spec.family), "OUTPUTS_USED", None)
-        self.fetched = self.output_names[:used] if used else self.output_names
         self.admission = Admission(
             spec.name, workers=workers, queue_size=settings.queue_size,
             retry_after=settings.busy_retry_after,
@@ -76,7 +72,7 @@ class LoadedModel:
     def run_sync(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
                  session: ort.InferenceSession | None = None) -> list[np.ndarray]:
         started = time.perf_counter()
-        results = (session or self.session).run(outputs or self.fetched, feeds)
+        results = (session or self.session).run(outputs, feeds)
         INFERENCE_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
         # Own the memory before the next run starts: ORT's arrays point into its arena, and an
         # output a request still holds while the next run allocates makes the arena grow by a
@@ -85,13 +81,13 @@ class LoadedModel:
 
     async def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Run off the event loop, behind this model's bounded line (503 busy when full).
-        ``outputs``: the names wanted (default: those the family reads, in the model's order)."""
+        ``outputs``: the names wanted (default: all, in the model's order)."""
         async with self.admission.slot():
             if self.batcher is not None:  # shares one session.run with concurrent requests
                 results = await self.batcher.run(feeds)
                 if outputs is None:
                     return results
-                return [results[self.fetched.index(name)] for name in outputs]
+                return [results[self.output_names.index(name)] for name in outputs]
             # Alone: the wide session and every core. Beside another run: the narrow twin.
             session = self.narrow if self._running and self.narrow is not None else self.session
             self._running += 1
@@ -177,7 +173,8 @@ class ModelRegistry:
         requests (docs/performance.md)."""
         path = self.models_dir / spec.file
         family = CUTOUT_FAMILIES.get(spec.family)
-        if self.settings.batching == "on" and self.settings.batch_max_size > 1 and getattr(family, "BATCH_AGNOSTIC", False):
+        agnostic = getattr(family, "BATCH_AGNOSTIC", False)
+        if self.settings.batching == "on" and self.settings.batch_max_size > 1 and agnostic:
             try:
                 return with_dynamic_batch(path)
             except ImportError as exc:

@@ -2,8 +2,8 @@
 
 A cutout family module exposes ``preprocess(image) -> feeds``, ``postprocess(outputs, size) -> mask``
 (a Pillow image) and ``postprocess_array`` (the same matte as a uint8 array); adding a model of a known family is a manifest entry, not code.
-Optional: ``OUTPUTS_USED`` (the leading outputs the family reads; the rest are never fetched) and
-``BATCH_AGNOSTIC`` (its graphs may be given a symbolic batch dimension: app/inference/batch_dim.py).
+Optional: ``BATCH_AGNOSTIC`` (its graphs may be given a symbolic batch dimension:
+app/inference/batch_dim.py).
 """
 
 from app.inference.families import isnet, u2net

@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image
 
 SIZE = 1024
-OUTPUTS_USED = 1  # of the side outputs, the matte reads the first
 
 
 def preprocess(image: Image.Image, input_name: str = "input") -> dict[str, np.ndarray]:

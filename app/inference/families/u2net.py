@@ -25,7 +25,6 @@ SIZE = 320
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 UPSCALE = cv2.INTER_CUBIC
-OUTPUTS_USED = 1  # of the 7 side outputs, the matte reads the first
 BATCH_AGNOSTIC = True  # a stack of inputs gives each row's single-run output (app/inference/batch_dim.py)
 
 
