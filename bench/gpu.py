@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import statistics
 import sys
@@ -36,12 +37,13 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from common import ROOT, photo_jpeg, timed  # noqa: E402
-from report import LINES, percentile, say, table  # noqa: E402
+from report import LINES, median, percentile, say, table  # noqa: E402
 
 from app.imaging.png import encode_png  # noqa: E402
 from app.inference.families import CUTOUT_FAMILIES  # noqa: E402
 from app.inference.registry import LoadedModel, ModelRegistry  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from tests.photos import iou  # noqa: E402
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
 OUT = BENCH / "out"
@@ -69,15 +71,17 @@ def matte(model: LoadedModel, outputs: list[np.ndarray]) -> np.ndarray:
     return CUTOUT_FAMILIES[model.spec.family].matte(outputs)
 
 
+def compared(a: np.ndarray, b: np.ndarray) -> tuple[str, int]:
+    """Two mattes: mask IoU (alpha >= 128, as the other benches) and the largest difference."""
+    return f"{iou(a, b):.4f}", int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
 def agreement(name: str) -> None:
     gpu, cpu = load_model(name, ACCEL, "on"), load_cpu(name)
     rows = []
     inputs = photo_inputs(gpu)
     for photo_name, (_, feeds) in zip(PHOTOS, inputs):
-        on_gpu, on_cpu = matte(gpu, gpu.run_sync(feeds)), matte(cpu, cpu.run_sync(feeds))
-        a, b = on_gpu > 127, on_cpu > 127
-        iou = (a & b).sum() / max((a | b).sum(), 1)
-        rows.append((photo_name, f"{iou:.4f}", int(np.abs(on_gpu.astype(int) - on_cpu.astype(int)).max())))
+        rows.append((photo_name, *compared(matte(gpu, gpu.run_sync(feeds)), matte(cpu, cpu.run_sync(feeds)))))
     table(f"1. {name} on {gpu.provider} vs CPU, 1 MP photos", ("photo", "mask IoU", "max matte diff (of 255)"), rows)
     if gpu.provider == "CUDAExecutionProvider":
         tf32(gpu, inputs)
@@ -101,24 +105,18 @@ def tf32(gpu: LoadedModel, inputs) -> None:
                                 providers=[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"])
     rows = []
     for photo_name, (_, feeds) in zip(PHOTOS, inputs):
-        approx = matte(gpu, fast.run(None, feeds))
-        cpu = matte(gpu, load_cpu(gpu.spec.name).run_sync(feeds))
-        b, c = approx > 127, cpu > 127
-        rows.append((photo_name, f"{(b & c).sum() / max((b | c).sum(), 1):.4f}",
-                     int(np.abs(approx.astype(int) - cpu.astype(int)).max()),
+        approx, cpu = matte(gpu, fast.run(None, feeds)), matte(gpu, load_cpu(gpu.spec.name).run_sync(feeds))
+        rows.append((photo_name, *compared(approx, cpu),
                      f"{timed(lambda: fast.run(None, feeds), 20)[0] * 1000:.2f}",
                      f"{timed(lambda: gpu.run_sync(feeds), 20)[0] * 1000:.2f}"))
     table("   ORT's default, TF32 on, vs CPU; run times (the service runs with TF32 off)",
           ("photo", "mask IoU", "max matte diff", "run ms TF32 on", "run ms TF32 off"), rows)
 
 
-_CPU: dict[str, LoadedModel] = {}
-
-
+@functools.cache
 def load_cpu(name: str) -> LoadedModel:
-    if name not in _CPU:
-        _CPU[name] = load_model(name, "cpu")
-    return _CPU[name]
+    """The CPU reference, loaded once for the tables that compare with it."""
+    return load_model(name, "cpu")
 
 
 async def closed_loop(model: LoadedModel, feeds: list[dict], concurrency: int, total: int):
@@ -149,12 +147,11 @@ def batching(name: str, levels: list[int], total: int) -> None:
         label = f"batcher, wait {wait_ms:g} ms" if model.batcher else "one by one"
         label += f", {workers} worker{'s' if workers > 1 else ''}"
         for concurrency in levels:
-            sizes.clear()
             asyncio.run(closed_loop(model, feeds, concurrency, max(concurrency, 16)))  # settle
             sizes.clear()
             rate, lat = asyncio.run(closed_loop(model, feeds, concurrency, total))
             mean_rows = f"{statistics.fmean(sizes):.2f}" if sizes else "1"
-            rows.append((label, concurrency, f"{rate:.0f}", f"{statistics.median(lat) * 1000:.2f}",
+            rows.append((label, concurrency, f"{rate:.0f}", f"{median(lat) * 1000:.2f}",
                          f"{percentile(lat, 99) * 1000:.2f}", mean_rows))
             print("  ", *rows[-1], flush=True)  # progress: a run cut short still says how far it got
         model.close()

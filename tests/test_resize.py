@@ -52,9 +52,8 @@ def test_bands_run_in_parallel_only_where_they_pay(monkeypatch):
 def test_a_band_queued_behind_busy_threads_is_done_by_the_caller():
     """Under load the pool may be busy with other requests' bands: the caller does its own
     instead of waiting for them."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     release = threading.Event()
     blockers = [banded._pool.submit(release.wait) for _ in range(banded._pool._max_workers)]

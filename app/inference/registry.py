@@ -7,13 +7,14 @@ control, so inference never blocks the event loop.
 
 Each model runs two requests at a time (TRIALZONE_INFERENCE_WORKERS, default 2). With CUDA, two
 runs of one session overlap one's host work and copies with the other's kernels: on an H200,
-u2netp answered 1.7-1.8x the images/s of one run at a time from 2 to 16 concurrent requests.
+u2netp answered 1.4-2.1x the images/s of one run at a time from 2 to 16 concurrent requests.
 On CPU a cutout model also gets a one-thread *narrow* twin: a run that starts while another
 run of the model is in progress takes the twin, so a lone request still has every core (lowest
-latency) while concurrent requests run side by side on one core each, which on two cores answers ~1.4x the
-images per second of one wide run after another (U^2-Net's many small operators parallelise
-poorly). The two sessions draw on one shared arena (providers.session_options), so the twin
-costs ~0.3 GB rather than a second arena's ~0.6 GB (docs/performance.md).
+latency) while concurrent requests run side by side on one core each, which on two cores
+answers ~1.4x the images per second of one wide run after another (U^2-Net's many small
+operators parallelise poorly). The two sessions draw on one shared arena
+(providers.session_options), so the twin costs ~0.3 GB rather than a second arena's ~0.6 GB
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ class ModelRegistry:
         )
         cpu_only = requested == [providers.CPU]
         self.workers = self.settings.inference_workers or 2
-        # Twins on CPU only: a cutout model's wide session and its twin share one arena.
-        twins = cpu_only and self.workers > 1 and self.settings.inference_threads != 1
+        # Twins on CPU only (a cutout model's wide session and its twin share one arena), and not
+        # under TRIALZONE_BATCHING=on, where the batcher takes every run and a twin would sit idle.
+        twins = (cpu_only and self.workers > 1 and self.settings.inference_threads != 1
+                 and self.settings.batching != "on")
         if twins:
             wide_options, narrow_options = (providers.session_options(
                 threads, spinning=self.settings.inference_spinning, mem_arena=self.settings.inference_mem_arena,
