@@ -138,3 +138,37 @@ async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
         assert single.get("u2netp").narrow is None  # one run at a time: no twin to pay for
     finally:
         single.close()
+
+
+def test_warm_up_grows_the_shared_arena_to_what_two_runs_at_once_need(tmp_path):
+    """The soak met a ~52 MiB step at a random request when the warm-up's two twin runs drifted
+    apart and stopped the shared arena a region short. After warm-up, pairs of runs at any offset
+    add nothing; the fill goes on round after round while the process is short of its target."""
+    import threading
+    import time
+
+    from app.inference import registry as registry_module
+    from app.inference.families import u2net
+    from tests.conftest import make_settings
+
+    registry = ModelRegistry(make_settings(tmp_path, inference_threads=0))
+    registry.load()
+    try:
+        registry.warm_up()
+        model = registry.get("u2netp")
+        feeds = u2net.dummy_feeds(model.input_names[0])
+        before = registry_module._resident_bytes()
+        for offset, sessions in [(0.0, "nn"), (0.02, "nn"), (0.06, "wn"), (0.12, "nn"), (0.2, "wn")]:
+            threads = [threading.Thread(target=lambda s=s, d=d: (time.sleep(d), model.run_sync(
+                feeds, session=model.session if s == "w" else model.narrow)))
+                for s, d in zip(sessions, (0.0, offset))]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+        grown = registry_module._resident_bytes() - before
+        assert grown < 20 << 20, f"runs after warm-up grew the process by {grown / 2**20:.0f} MiB"
+
+        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=0) == 1
+        unreachable = 1 << 40
+        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=unreachable) == registry_module.FILL_MAX_ROUNDS
+    finally:
+        registry.close()

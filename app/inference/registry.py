@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -192,16 +194,17 @@ class ModelRegistry:
             family = CUTOUT_FAMILIES.get(model.spec.family)
             if family is not None:
                 feeds = family.dummy_feeds(model.input_names[0])
+                before = _resident_bytes() or 0
                 model.run_sync(feeds)
+                one_run = (_resident_bytes() or 0) - before
                 if model.batcher is not None:
                     # CUDA's convolutions pick their algorithms per input shape: meet every batch size now.
                     for rows in range(2, model.batcher.max_size + 1):
                         model.run_sync({name: np.repeat(value, rows, axis=0) for name, value in feeds.items()})
                 if model.narrow is not None:
-                    # The twin may serve every worker at once: grow the shared arena for that now,
-                    # so RSS is flat from the first request on (the soak measures it).
-                    with ThreadPoolExecutor(self.workers) as pool:
-                        list(pool.map(lambda _: model.run_sync(feeds, session=model.narrow), range(self.workers)))
+                    rounds = _fill_shared_arena(model, feeds, self.workers, one_run)
+                    log.info("model %s: shared arena filled for %d runs at once in %d rounds",
+                             model.spec.name, self.workers, rounds)
         warm_up_style_models(self)
         self.ready = True
 
@@ -218,6 +221,49 @@ class ModelRegistry:
     def close(self) -> None:
         for model in self.models.values():
             model.close()
+
+
+FILL_MAX_ROUNDS = 8
+FILL_SHARE = 0.9  # of runs x one run's growth; a region short (u2netp: 50 of ~580 MiB) is below it
+
+
+def _fill_shared_arena(model: LoadedModel, feeds: dict[str, np.ndarray], runs: int, one_run: int) -> int:
+    """Grow the shared arena now to what ``runs`` twin runs at once need, so that RSS is flat from
+    the first request on (the soak measures it); returns the rounds it took.
+
+    Runs at once need the most when their peaks coincide, about ``runs`` times what the first run
+    made the process grow (``one_run``; u2netp: 291 MiB alone, 577 for two). Started together (a
+    barrier) on an idle machine, two runs stay in step and one round gets there. On a busy
+    machine they drift apart and a round can stop one or two big regions short (in process, with
+    two busy loops beside it: 50-110 MiB less); the first pair of requests that did meet at its
+    peak then took them, which was the soak's ~52 MiB step at a random request. So rounds go on
+    until the process has grown that much (at most FILL_MAX_ROUNDS)."""
+    start = _resident_bytes()
+    if start is None:  # no /proc: one round, as before
+        target, start = 0, 0
+    else:
+        target = start + (runs - 1) * one_run * FILL_SHARE  # the first run's growth is in already
+    barrier = threading.Barrier(runs)
+
+    def one(_: int) -> None:
+        barrier.wait()
+        model.run_sync(feeds, session=model.narrow)
+
+    rounds = 0
+    with ThreadPoolExecutor(runs) as pool:
+        while rounds < FILL_MAX_ROUNDS and (rounds == 0 or (_resident_bytes() or 0) < target):
+            list(pool.map(one, range(runs)))
+            rounds += 1
+    return rounds
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set (Linux's /proc/self/statm), or None where there is none."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 BATCH_ROWS = Histogram(
