@@ -11,10 +11,12 @@ docs/performance.md). An operator's own MALLOC_MMAP_THRESHOLD_ / MALLOC_ARENA_MA
 The price is page faults: every mmapped buffer faults in anew (~3 us a page on this project's
 VMs, 0.75 ms a megabyte). Keeping 1 MP buffers on the heap (MALLOC_MMAP_THRESHOLD_=4194304
 with MALLOC_TRIM_THRESHOLD_=33554432, so freed ones are not handed back either) made a 1 MP
-cutout 0.969x as long (40 paired requests) and added ~5-18 MiB to the soak's first hundred
-cutouts; it is not the default because its one 2,000-cutout soak could not be judged (it met
-the ~52 MiB step of ONNX Runtime's arena that soaks with this default met too:
-docs/performance.md). A host with memory to spare may set those two variables.
+cutout 0.969x as long (40 paired requests; 0.964x in another 21 rounds, and 12 MP 0.93x), and
+its 2,000-cutout soaks of 0.25 MP photos stayed within the goal (+23 and +28 MiB, against +16
+and +18 with this default). It is not the default because photos of mixed sizes (0.25 to
+12 MP in turn, 800 cutouts) left it holding +137 to +196 MiB of freed heap, against +16 to +76
+MiB (transient) with this default: phones send all sizes (docs/performance.md). A host with
+memory to spare may set those two variables.
 """
 
 from __future__ import annotations
