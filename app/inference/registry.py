@@ -2,7 +2,7 @@
 
 Fed by models/manifest.toml. ``load()`` checks every wanted weight file (present, sha256) and
 creates its session with the provider from settings; ``warm_up()`` runs each once so the first
-request is as fast as the tenth. Runs go through a per-model thread pool behind admission
+request is as fast as the tenth (and fills a twin's shared arena, so memory is flat from then on). Runs go through a per-model thread pool behind admission
 control, so inference never blocks the event loop.
 
 Each model runs two requests at a time (TRIALZONE_INFERENCE_WORKERS, default 2). With CUDA, two
@@ -239,11 +239,9 @@ def _fill_shared_arena(model: LoadedModel, feeds: dict[str, np.ndarray], runs: i
     peak then took them, which was the soak's ~52 MiB step at a random request. So rounds go on
     until the process has grown that much (at most FILL_MAX_ROUNDS)."""
     start = _resident_bytes()
-    if start is None:  # no /proc: one round, as before
-        target, start = 0, 0
-    else:
-        target = start + (runs - 1) * one_run * FILL_SHARE  # the first run's growth is in already
-    barrier = threading.Barrier(runs)
+    # The first run's growth is in already. Without /proc: one round.
+    target = 0 if start is None else start + (runs - 1) * one_run * FILL_SHARE
+    barrier = threading.Barrier(runs, timeout=60)  # a run that never starts fails startup, not hangs it
 
     def one(_: int) -> None:
         barrier.wait()
