@@ -143,7 +143,7 @@ async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
 def test_warm_up_grows_the_shared_arena_to_what_two_runs_at_once_need(tmp_path):
     """The soak met a ~52 MiB step at a random request when the warm-up's two twin runs drifted
     apart and stopped the shared arena a region short. After warm-up, pairs of runs at any offset
-    add nothing; the fill goes on round after round while the process is short of its target."""
+    add nothing; the fill stops at its target, or once rounds stop adding memory."""
     import threading
     import time
 
@@ -167,8 +167,8 @@ def test_warm_up_grows_the_shared_arena_to_what_two_runs_at_once_need(tmp_path):
         grown = registry_module._resident_bytes() - before
         assert grown < 20 << 20, f"runs after warm-up grew the process by {grown / 2**20:.0f} MiB"
 
-        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=0) == 1
-        unreachable = 1 << 40
-        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=unreachable) == registry_module.FILL_MAX_ROUNDS
+        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=0) == 1  # target met
+        # A target the arena cannot reach: rounds stop once two in a row add nothing.
+        assert 2 <= registry_module._fill_shared_arena(model, feeds, 2, one_run=1 << 40) < registry_module.FILL_MAX_ROUNDS
     finally:
         registry.close()

@@ -225,19 +225,22 @@ class ModelRegistry:
 
 FILL_MAX_ROUNDS = 8
 FILL_SHARE = 0.9  # of runs x one run's growth; a region short (u2netp: 50 of ~580 MiB) is below it
+FILL_STALLED_BYTES = 4 << 20  # a round that grew the process less than this added no region
 
 
 def _fill_shared_arena(model: LoadedModel, feeds: dict[str, np.ndarray], runs: int, one_run: int) -> int:
-    """Grow the shared arena now to what ``runs`` twin runs at once need, so that RSS is flat from
-    the first request on (the soak measures it); returns the rounds it took.
+    """Grow the shared arena now towards what ``runs`` twin runs at once need, so that RSS is
+    flat from the first request on (the soak measures it); returns the rounds it took.
 
-    Runs at once need the most when their peaks coincide, about ``runs`` times what the first run
-    made the process grow (``one_run``; u2netp: 291 MiB alone, 577 for two). Started together (a
-    barrier) on an idle machine, two runs stay in step and one round gets there. On a busy
-    machine they drift apart and a round can stop one or two big regions short (in process, with
-    two busy loops beside it: 50-110 MiB less); the first pair of requests that did meet at its
-    peak then took them, which was the soak's ~52 MiB step at a random request. So rounds go on
-    until the process has grown that much (at most FILL_MAX_ROUNDS)."""
+    Runs at once need the most when their peaks coincide. Started together (a barrier) on an idle
+    machine, two runs stay in step and one round gets there: u2netp grew the process by 291 MiB
+    for one run and 577 for two. On a busy machine they drift apart and a round can stop one or
+    two 50 MiB regions short; the first pair of requests that did meet at its peak then took
+    them, which was the soak's ~52 MiB step at a random request. So rounds go on until the
+    process has grown by ~``runs`` times ``one_run`` (what the first run grew it by), or until two
+    rounds in a row add nothing (u2net's two runs overlap less: 642 MiB against 391 for one), at
+    most FILL_MAX_ROUNDS. This improves the odds; it cannot force them: under a whole test
+    suite's load, four rounds of u2netp grew the process by 517 MiB instead of 577."""
     start = _resident_bytes()
     # The first run's growth is in already. Without /proc: one round.
     target = 0 if start is None else start + (runs - 1) * one_run * FILL_SHARE
@@ -247,11 +250,14 @@ def _fill_shared_arena(model: LoadedModel, feeds: dict[str, np.ndarray], runs: i
         barrier.wait()
         model.run_sync(feeds, session=model.narrow)
 
-    rounds = 0
+    rounds = stalled = 0
+    now = start or 0
     with ThreadPoolExecutor(runs) as pool:
-        while rounds < FILL_MAX_ROUNDS and (rounds == 0 or (_resident_bytes() or 0) < target):
+        while rounds < FILL_MAX_ROUNDS and stalled < 2 and (rounds == 0 or now < target):
             list(pool.map(one, range(runs)))
             rounds += 1
+            before, now = now, _resident_bytes() or 0
+            stalled = stalled + 1 if now - before < FILL_STALLED_BYTES else 0
     return rounds
 
 
