@@ -140,13 +140,12 @@ async def test_a_run_beside_another_takes_the_one_thread_twin(tmp_path):
         single.close()
 
 
-def test_warm_up_grows_the_shared_arena_to_what_two_runs_at_once_need(tmp_path):
+def test_warm_up_fills_the_shared_arena_until_its_target_or_until_it_stops_growing(tmp_path, monkeypatch):
     """The soak met a ~52 MiB step at a random request when the warm-up's two twin runs drifted
-    apart and stopped the shared arena a region short. After warm-up, pairs of runs at any offset
-    add nothing; the fill stops at its target, or once rounds stop adding memory."""
-    import threading
-    import time
-
+    apart and left the shared arena a region short. The fill repeats barrier-started pairs of
+    real twin runs until the process has grown by ~one more run, or two rounds add nothing.
+    Whether a busy host lets a round reach the target is chance (bench/run.py --sections soak
+    measures the outcome), so the resident sizes the rules read are given here."""
     from app.inference import registry as registry_module
     from app.inference.families import u2net
     from tests.conftest import make_settings
@@ -157,18 +156,26 @@ def test_warm_up_grows_the_shared_arena_to_what_two_runs_at_once_need(tmp_path):
         registry.warm_up()
         model = registry.get("u2netp")
         feeds = u2net.dummy_feeds(model.input_names[0])
-        before = registry_module._resident_bytes()
-        for offset, sessions in [(0.0, "nn"), (0.02, "nn"), (0.06, "wn"), (0.12, "nn"), (0.2, "wn")]:
-            threads = [threading.Thread(target=lambda s=s, d=d: (time.sleep(d), model.run_sync(
-                feeds, session=model.session if s == "w" else model.narrow)))
-                for s, d in zip(sessions, (0.0, offset))]
-            [t.start() for t in threads]
-            [t.join() for t in threads]
-        grown = registry_module._resident_bytes() - before
-        assert grown < 20 << 20, f"runs after warm-up grew the process by {grown / 2**20:.0f} MiB"
+        assert registry_module._resident_bytes() > 0  # Linux: read from /proc/self/statm
+        runs = []
+        real = model.run_sync
+        monkeypatch.setattr(model, "run_sync", lambda feeds, session=None: runs.append(session) or real(
+            feeds, session=session))
 
-        assert registry_module._fill_shared_arena(model, feeds, 2, one_run=0) == 1  # target met
-        # A target the arena cannot reach: rounds stop once two in a row add nothing.
-        assert 2 <= registry_module._fill_shared_arena(model, feeds, 2, one_run=1 << 40) < registry_module.FILL_MAX_ROUNDS
+        def fill(sizes_mib, one_run_mib=100):
+            sizes = iter(sizes_mib)
+            monkeypatch.setattr(registry_module, "_resident_bytes", lambda: next(sizes) << 20)
+            runs.clear()
+            rounds = registry_module._fill_shared_arena(model, feeds, 2, one_run_mib << 20)
+            assert runs == [model.narrow] * 2 * rounds  # pairs of twin runs
+            return rounds
+
+        assert fill([1000, 1095]) == 1  # the first round reached start + 0.9 x one run
+        assert fill([1000, 1040, 1095]) == 2  # a round short (drifted apart), then there
+        assert fill([1000, 1040, 1041, 1042]) == 3  # short, then two rounds that add nothing
+        assert fill([1000] + list(range(1001, 1100, 5))) == registry_module.FILL_MAX_ROUNDS
+        monkeypatch.setattr(registry_module, "_resident_bytes", lambda: None)  # no /proc: one round
+        runs.clear()
+        assert registry_module._fill_shared_arena(model, feeds, 2, 100 << 20) == 1 and len(runs) == 2
     finally:
         registry.close()
