@@ -2,8 +2,9 @@
 
 Fed by models/manifest.toml. ``load()`` checks every wanted weight file (present, sha256) and
 creates its session with the provider from settings; ``warm_up()`` runs each once so the first
-request is as fast as the tenth (and fills a twin's shared arena, so memory is flat from then on). Runs go through a per-model thread pool behind admission
-control, so inference never blocks the event loop.
+request is as fast as the tenth, and fills a twin's shared arena so that memory stays flat
+(``_fill_shared_arena``). Runs go through a per-model thread pool behind admission control, so
+inference never blocks the event loop.
 
 Each model runs two requests at a time (TRIALZONE_INFERENCE_WORKERS, default 2). With CUDA, two
 runs of one session overlap one's host work and copies with the other's kernels: on an H200,
