@@ -22,19 +22,23 @@ from PIL import Image
 from app.imaging.resize import resize
 
 SIZE = 320
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
 UPSCALE = cv2.INTER_CUBIC
 BATCH_AGNOSTIC = True  # a stack of inputs gives each row's single-run output (app/inference/batch_dim.py)
 
 
 def preprocess(image: Image.Image, input_name: str = "input.1") -> dict[str, np.ndarray]:
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even RGB -> RGB
-    x = resize(rgb, (SIZE, SIZE), Image.Resampling.LANCZOS).astype(np.float32)  # Pillow's bytes, on every core
-    x *= 1.0 / max(float(x.max()), 1e-6)
-    x -= MEAN
-    x /= STD
-    return {input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis])}
+    pixels = resize(rgb, (SIZE, SIZE), Image.Resampling.LANCZOS)  # Pillow's bytes, on every core
+    # rembg's float64 steps (divide by the maximum, subtract the mean, divide by the deviation, then
+    # float32), done once for each of the 256 byte values and looked up per pixel: rembg's very input.
+    table = np.arange(256, dtype=np.float64)[:, np.newaxis] / max(float(pixels.max()), 1e-6)
+    table = ((table - MEAN) / STD).astype(np.float32)
+    x = np.empty((1, 3, SIZE, SIZE), dtype=np.float32)
+    for channel, plane in enumerate(cv2.split(pixels)):
+        cv2.LUT(plane, np.ascontiguousarray(table[:, channel]), dst=x[0, channel])
+    return {input_name: x}
 
 
 def matte(outputs: list[np.ndarray]) -> np.ndarray:
