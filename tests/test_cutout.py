@@ -98,6 +98,28 @@ def test_webp_output_keeps_alpha(live_server):
     assert iou(np.asarray(image)[:, :, 3], png_alpha) >= 0.99
 
 
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_an_upload_with_transparency_keeps_it(live_server, fmt):
+    """A PNG that already has an alpha channel: the result is the matte within that alpha, and
+    the colour under it is the upload's own."""
+    rgba = photo("chelsea").convert("RGBA")
+    alpha_in = np.full((rgba.height, rgba.width), 255, np.uint8)
+    alpha_in[:, : rgba.width // 3] = 0  # the left third was already cut away
+    alpha_in[:, rgba.width // 3 : rgba.width // 2] = 128  # then a half-transparent band
+    rgba.putalpha(Image.fromarray(alpha_in))
+    plain = alpha_of(cutout(live_server, encode(rgba.convert("RGB"), "PNG"), user=f"rgba-{fmt}").content)
+    response = cutout(live_server, encode(rgba, "PNG"), user=f"rgba-{fmt}", format=fmt)
+    assert response.status_code == 200, response.text
+    out = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGBA"))
+    assert np.array_equal(out[:, :, 3], np.minimum(plain, alpha_in)) if fmt == "png" else \
+        np.abs(out[:, :, 3].astype(int) - np.minimum(plain, alpha_in)).max() <= 1
+    kept = out[:, :, 3] > 0
+    if fmt == "png":  # lossless: nothing under full transparency, the subject's own colours
+        assert not out[~kept][:, :3].any()
+        assert np.array_equal(out[:, :, :3][kept], np.asarray(rgba)[:, :, :3][kept])
+    assert 0.1 < kept.mean() < 0.6
+
+
 def test_model_choice_runs_that_model(live_server):
     small = alpha_of(cutout(live_server, jpeg("astronaut"), user="model").content)
     response = cutout(live_server, jpeg("astronaut"), user="model", model="u2net")

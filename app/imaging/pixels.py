@@ -1,0 +1,70 @@
+"""A decoded photo's pixels as a NumPy array without copying them out of Pillow.
+
+``np.asarray(image)`` copies every pixel (Pillow packs its 4-byte RGB pixels into 3 bytes on
+the way: ~2.7 ms at 1 MP, ~35 ms at 12 MP, with the page faults of a fresh buffer), and a
+cutout then spends that copy on a core the model could use. Pillow (11.2 and later) exports an
+image through the Arrow C data interface instead, zero-copy: the array here is a read-only view
+of Pillow's own memory, four bytes per pixel (R, G, B, then the alpha of an RGBA image, or a
+padding byte of an RGB one whose value means nothing). The view holds the export, and the export holds
+the image's memory, so the array stays valid after the image is gone.
+
+Arrow wants an image in one block of memory, and Pillow allocates images bigger than 16 MB in
+several unless told otherwise: ``Image.core.set_use_block_allocator(1)`` (Pillow's documented
+switch for Arrow, process-wide) makes every image a single allocation. Where an export is not
+possible all the same, the pixels are copied as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from PIL import Image
+
+Image.core.set_use_block_allocator(1)
+
+
+class _ArrowArray(ctypes.Structure):
+    """``struct ArrowArray`` of the Arrow C data interface (a stable ABI)."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64),
+    ("null_count", ctypes.c_int64),
+    ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.POINTER(_ArrowArray)),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+class _Export:
+    """Keeps Pillow's export (a capsule that releases it when collected) as the array's base."""
+
+    def __init__(self, capsule, address: int, shape: tuple[int, ...]):
+        self.capsule = capsule
+        self.__array_interface__ = {"shape": shape, "typestr": "|u1", "data": (address, True), "version": 3}
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """An RGB or RGBA image's pixels as a read-only uint8 array of shape (height, width, 4)."""
+    if image.mode not in ("RGB", "RGBA"):
+        raise ValueError(f"pixels() takes RGB or RGBA, not {image.mode}")
+    shape = (image.height, image.width, 4)
+    try:
+        _schema, capsule = image.__arrow_c_array__()
+        array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
+        values = array.children[0].contents  # fixed_size_list<uint8>[4]: one child of width*height*4 bytes
+        if array.length != image.width * image.height or values.offset or array.offset:
+            raise ValueError("unexpected Arrow layout")
+        return np.asarray(_Export(capsule, values.buffers[1], shape))
+    except (AttributeError, ValueError):  # an old Pillow, or an image in several blocks
+        return np.asarray(image.convert("RGBA") if image.mode == "RGB" else image)
