@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.imaging.memory import tune_allocator
 from app.imaging.pixels import pixels
 from app.inference.families import u2net
 from tests.conftest import MODELS
@@ -47,6 +48,7 @@ def test_u2net_input_of_a_dark_or_transparent_photo_is_rembgs(rembg_input):
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_pixels_are_pillows_own_without_a_copy(mode):
+    tune_allocator()  # as at start-up: one block per image
     image = photo("coffee").resize((4032, 3024)).convert(mode)  # 48 MB: more than one 16 MB block
     view = pixels(image)
     assert view.shape == (3024, 4032, 4) and view.dtype == np.uint8 and not view.flags.writeable

@@ -8,10 +8,9 @@ of Pillow's own memory, four bytes per pixel (R, G, B, then the alpha of an RGBA
 padding byte of an RGB one whose value means nothing). The view holds the export, and the export holds
 the image's memory, so the array stays valid after the image is gone.
 
-Arrow wants an image in one block of memory, and Pillow allocates images bigger than 16 MB in
-several unless told otherwise: ``Image.core.set_use_block_allocator(1)`` (Pillow's documented
-switch for Arrow, process-wide) makes every image a single allocation. Where an export is not
-possible all the same, the pixels are copied as before.
+Arrow wants an image in one block of memory: ``app.imaging.memory.tune_allocator`` (run at
+start-up) sets Pillow's block size so that any photo we accept is one. Where an export is not
+possible all the same (a process that skipped it), the pixels are copied as before.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import ctypes
 
 import numpy as np
 from PIL import Image
-
-Image.core.set_use_block_allocator(1)
 
 
 class _ArrowArray(ctypes.Structure):
