@@ -147,6 +147,7 @@ def test_sigkill_mid_operation_then_the_reaper_settles_and_audit_passes(tmp_path
         assert balance["held"] == 0 and balance["available"] == 500_000
         ops = httpx.get(f"{server.url}/v1/operations", headers=user).json()["items"]
         assert [(o["status"], o["error_code"]) for o in ops] == [("failed", "deadline")]
+        assert ops[0]["result_content_type"] is None  # the result's key was recorded at the start; no result
     finally:
         server.stop()
     audit = subprocess.run([sys.executable, "-m", "app", "ledger", "audit"], cwd=ROOT, env=env,

@@ -96,6 +96,7 @@ async def test_round_trip_record_result_and_signed_link(env):
     record = (await client.get(f"/v1/operations/{op_id}", headers=ALICE)).json()
     assert record["status"] == "succeeded" and record["feature"] == "cutout" and record["model"] == "u2netp"
     assert record["tokens_charged"] == 31_000 and record["started_at"] and record["finished_at"]
+    assert record["result_content_type"] == "image/png"
     again = await client.get(f"/v1/operations/{op_id}/result", headers=ALICE)
     assert again.status_code == 200 and again.content == response.content
     assert again.headers["content-type"] == "image/png"

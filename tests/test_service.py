@@ -57,6 +57,7 @@ async def test_model_exception_costs_nothing_and_releases_the_hold(tmp_path, mon
         assert problem["code"] == "inference_failed" and "injected" not in response.text
         op = (await client.get(f"/v1/operations/{problem['operation_id']}", headers=USER)).json()
         assert op["status"] == "failed" and op["error_code"] == "inference_failed" and op["tokens_charged"] == 0
+        assert op["result_url"] is None and op["result_content_type"] is None  # its key was recorded, no result
         balance = (await client.get("/v1/me/balance", headers=USER)).json()
         assert balance["available"] == 500_000 and balance["held"] == 0
 

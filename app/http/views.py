@@ -35,7 +35,7 @@ class OperationView(msgspec.Struct, kw_only=True):
             error_detail=op.error_detail, created_at=op.created_at, started_at=op.started_at,
             finished_at=op.finished_at,
             result_url=result_url,
-            result_content_type=op.result_content_type,
+            result_content_type=op.result_content_type if op.status == "succeeded" else None,
         )
 
 

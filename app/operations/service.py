@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}
 
 
+def _result_key(op: Operation, content_type: str) -> str:
+    return f"results/{op.user_id}/{op.id}.{EXTENSIONS.get(content_type, 'bin')}"
+
+
 def new_operation_id() -> str:
     """32 hex characters, time-ordered (milliseconds first) so ids sort by creation."""
     return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
@@ -108,8 +112,12 @@ class OperationsService:
             # Keys are recorded before their objects are written: retention and the reaper then
             # know every object that may exist.
             input_key = f"inputs/{user_id}/{op.id}" if prepared.input_bytes is not None else None
+            # Where the options fix the result's type, its key is recorded now too: one round trip
+            # less between the result and the answer.
+            result_key = _result_key(op, prepared.result_type) if prepared.result_type else None
             await self.records.update(op.id, status="running", hold_id=hold.id, tokens_held=feature.price,
-                                      started_at=self.clock(), input_key=input_key)
+                                      started_at=self.clock(), input_key=input_key, result_key=result_key,
+                                      result_content_type=prepared.result_type)
             if input_key:
                 await self.store.put(input_key, prepared.input_bytes, prepared.input_type or "application/octet-stream")
             if runner.asynchronous:  # a partner works on it and answers later (callback or poll)
@@ -118,7 +126,7 @@ class OperationsService:
                 return Outcome(operation=await self.records.get(op.id), body=b"", tokens_remaining=None,
                                accepted=True)
             result = await runner.run(prepared)
-            await self._store_result(op, result.body, result.content_type, result.model)
+            await self._store_result(op, result.body, result.content_type, result.model, recorded=result_key)
             captured = await self.ledger.capture(hold.id)
         except BaseException as exc:
             await self._settle_failure(op, hold.id, exc)
@@ -135,10 +143,13 @@ class OperationsService:
         OPERATION_SECONDS.labels(feature.name, result.model or "").observe(time.perf_counter() - started)
         return Outcome(operation=done, body=result.body, tokens_remaining=captured.available)
 
-    async def _store_result(self, op: Operation, body: bytes, content_type: str, model: str | None) -> None:
-        """Written before any capture: a charge always has its result behind it."""
-        result_key = f"results/{op.user_id}/{op.id}.{EXTENSIONS.get(content_type, 'bin')}"
-        await self.records.update(op.id, result_key=result_key, result_content_type=content_type, model=model)
+    async def _store_result(self, op: Operation, body: bytes, content_type: str, model: str | None,
+                            recorded: str | None = None) -> None:
+        """Written before any capture: a charge always has its result behind it. Its key is recorded
+        before it is written, unless it was (``recorded``) when the operation started."""
+        result_key = _result_key(op, content_type)
+        if result_key != recorded or model != op.model:
+            await self.records.update(op.id, result_key=result_key, result_content_type=content_type, model=model)
         await self.store.put(result_key, body, content_type)
 
     async def complete(self, op: Operation, body: bytes, content_type: str, model: str | None) -> bool:

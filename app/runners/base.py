@@ -33,6 +33,7 @@ class Prepared(msgspec.Struct, kw_only=True):
     payload: Any = None  # runner-private (the opened image, parsed areas, ...)
     input_bytes: bytes | None = None
     input_type: str | None = None
+    result_type: str | None = None  # the result's content type, where the options fix it before the run
 
 
 class Result(msgspec.Struct, kw_only=True):

@@ -83,6 +83,7 @@ class CutoutRunner:
             payload=(image, options, decoded),
             input_bytes=upload.data,
             input_type=upload.content_type,
+            result_type=CONTENT_TYPES[options.format],
         )
 
     async def run(self, prepared: Prepared) -> Result:
