@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from app.imaging.pixels import pixels
 from app.imaging.resize import resize
 
 SIZE = 320
@@ -30,13 +31,15 @@ BATCH_AGNOSTIC = True  # a stack of inputs gives each row's single-run output (a
 
 def preprocess(image: Image.Image, input_name: str = "input.1") -> dict[str, np.ndarray]:
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even RGB -> RGB
-    pixels = resize(rgb, (SIZE, SIZE), Image.Resampling.LANCZOS)  # Pillow's bytes, on every core
+    small = resize(rgb, (SIZE, SIZE), Image.Resampling.LANCZOS)  # Pillow's bytes, on every core
+    planes = cv2.split(pixels(small))[:3]  # R, G, B out of Pillow's 4-byte pixels, without a copy first
     # rembg's float64 steps (divide by the maximum, subtract the mean, divide by the deviation, then
     # float32), done once for each of the 256 byte values and looked up per pixel: rembg's very input.
-    table = np.arange(256, dtype=np.float64)[:, np.newaxis] / max(float(pixels.max()), 1e-6)
+    top = max(int(plane.max()) for plane in planes)
+    table = np.arange(256, dtype=np.float64)[:, np.newaxis] / max(top, 1e-6)
     table = ((table - MEAN) / STD).astype(np.float32)
     x = np.empty((1, 3, SIZE, SIZE), dtype=np.float32)
-    for channel, plane in enumerate(cv2.split(pixels)):
+    for channel, plane in enumerate(planes):
         cv2.LUT(plane, np.ascontiguousarray(table[:, channel]), dst=x[0, channel])
     return {input_name: x}
 
