@@ -61,3 +61,19 @@ def test_pixels_are_pillows_own_without_a_copy(mode):
     junk = [np.full(16 << 20, 7, np.uint8) for _ in range(4)]  # reuse freed memory, if any was freed
     assert np.array_equal(view[:, :, :3], expected)  # the view kept the image's memory alive
     del junk
+
+
+def test_pixels_of_an_image_in_several_blocks_are_a_copy():
+    """Arrow cannot export an image spread over several blocks (a process that did not tune
+    Pillow's block size): the pixels are then copied, still right."""
+    from PIL import Image as PILImage
+
+    before = PILImage.core.get_block_size()
+    PILImage.core.set_block_size(1 << 20)
+    try:
+        image = photo("astronaut").resize((1024, 1024))  # 4 MB of 4-byte pixels: four blocks
+        view = pixels(image)
+    finally:
+        PILImage.core.set_block_size(before)
+    assert type(view.base).__name__ != "_Export"
+    assert view.shape == (1024, 1024, 4) and np.array_equal(view[:, :, :3], np.asarray(image))

@@ -21,8 +21,25 @@ import numpy as np
 from PIL import Image
 
 
+class _ArrowSchema(ctypes.Structure):
+    """``struct ArrowSchema`` of the Arrow C data interface (a stable ABI)."""
+
+
+_ArrowSchema._fields_ = [
+    ("format", ctypes.c_char_p),
+    ("name", ctypes.c_char_p),
+    ("metadata", ctypes.c_void_p),
+    ("flags", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowSchema))),
+    ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+
+
 class _ArrowArray(ctypes.Structure):
-    """``struct ArrowArray`` of the Arrow C data interface (a stable ABI)."""
+    """``struct ArrowArray`` of the Arrow C data interface."""
 
 
 _ArrowArray._fields_ = [
@@ -33,7 +50,7 @@ _ArrowArray._fields_ = [
     ("n_children", ctypes.c_int64),
     ("buffers", ctypes.POINTER(ctypes.c_void_p)),
     ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
-    ("dictionary", ctypes.POINTER(_ArrowArray)),
+    ("dictionary", ctypes.c_void_p),
     ("release", ctypes.c_void_p),
     ("private_data", ctypes.c_void_p),
 ]
@@ -55,13 +72,23 @@ def pixels(image: Image.Image) -> np.ndarray:
     """An RGB or RGBA image's pixels as a read-only uint8 array of shape (height, width, 4)."""
     if image.mode not in ("RGB", "RGBA"):
         raise ValueError(f"pixels() takes RGB or RGBA, not {image.mode}")
-    shape = (image.height, image.width, 4)
     try:
-        _schema, capsule = image.__arrow_c_array__()
-        array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
-        values = array.children[0].contents  # fixed_size_list<uint8>[4]: one child of width*height*4 bytes
-        if array.length != image.width * image.height or values.offset or array.offset:
-            raise ValueError("unexpected Arrow layout")
-        return np.asarray(_Export(capsule, values.buffers[1], shape))
-    except (AttributeError, ValueError):  # an old Pillow, or an image in several blocks
+        return np.asarray(_exported(image))
+    except (AttributeError, ValueError):  # an old Pillow, an image in several blocks, another layout
         return np.asarray(image.convert("RGBA") if image.mode == "RGB" else image)
+
+
+def _exported(image: Image.Image) -> _Export:
+    """The export's bytes, once its layout is checked to be what Pillow documents: a
+    fixed_size_list<uint8>[4] of width x height pixels, one child of contiguous bytes."""
+    schema_capsule, capsule = image.__arrow_c_array__()
+    schema = _ArrowSchema.from_address(_capsule_pointer(schema_capsule, b"arrow_schema"))
+    array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
+    pixels_count = image.width * image.height
+    if (schema.format != b"+w:4" or schema.n_children != 1 or schema.children[0].contents.format != b"C"
+            or array.n_children != 1 or array.length != pixels_count or array.offset):
+        raise ValueError("not the Arrow layout Pillow documents")
+    values = array.children[0].contents
+    if values.n_buffers != 2 or values.length != 4 * pixels_count or values.offset or not values.buffers[1]:
+        raise ValueError("not the Arrow layout Pillow documents")
+    return _Export(capsule, values.buffers[1], (image.height, image.width, 4))
