@@ -93,8 +93,7 @@ class CutoutRunner:
         photo, feeds = await asyncio.wrap_future(decoded)
         outputs = await model.run(feeds)
         body = await anyio.to_thread.run_sync(self._finish, photo, outputs, options, family)
-        content_type = CONTENT_TYPES[options.format]
-        return Result(body=body, content_type=content_type, model=prepared.model,
+        return Result(body=body, content_type=prepared.result_type, model=prepared.model,
                       meta={"width": photo.width, "height": photo.height})
 
     def _photo(self, image: Image.Image, options: CutoutOptions) -> Image.Image:
@@ -130,9 +129,9 @@ def _transparent(options: CutoutOptions) -> bool:
 
 
 def _pixels_alpha(photo: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The photo's 4-byte pixels (no copy) and the result's alpha: the matte, within any
-    transparency the upload already had."""
-    rgbx = pixels(photo)
+    """The photo's 4-byte pixels (no copy of an RGB or RGBA photo) and the result's alpha: the
+    matte, within any transparency the upload already had."""
+    rgbx = pixels(photo if photo.mode in ("RGB", "RGBA") else photo.convert("RGB"))
     if photo.mode == "RGBA":
         return rgbx, np.minimum(mask, rgbx[:, :, 3])
     return rgbx, mask
@@ -153,13 +152,11 @@ def compose(photo: Image.Image, mask: Image.Image | np.ndarray, options: CutoutO
     show no dark fringe on any background, and zeroes RGB where it is fully transparent, so no
     trace of the old background ships in the file (and those areas compress to nothing).
     """
-    alpha = np.asarray(mask)
-    if photo.mode == "RGBA":  # an input that already had transparency keeps it
-        alpha = np.minimum(alpha, np.asarray(photo.getchannel("A")))
+    rgbx, alpha = _pixels_alpha(photo, np.asarray(mask))
     if options.mask_only:
         return alpha
     if options.background:
         canvas = Image.new("RGB", photo.size, parse_colour(options.background))
-        canvas.paste(photo.convert("RGB"), (0, 0), Image.fromarray(alpha))
+        canvas.paste(photo, (0, 0), Image.fromarray(alpha))  # Pillow pastes RGB or RGBA onto RGB
         return canvas
-    return cutout_rows(pixels(photo if photo.mode in ("RGB", "RGBA") else photo.convert("RGB")), alpha)
+    return cutout_rows(rgbx, alpha)

@@ -36,11 +36,11 @@ def preprocess(image: Image.Image, input_name: str = "input.1") -> dict[str, np.
     # rembg's float64 steps (divide by the maximum, subtract the mean, divide by the deviation, then
     # float32), done once for each of the 256 byte values and looked up per pixel: rembg's very input.
     top = max(int(plane.max()) for plane in planes)
-    table = np.arange(256, dtype=np.float64)[:, np.newaxis] / max(top, 1e-6)
-    table = ((table - MEAN) / STD).astype(np.float32)
+    values = np.arange(256, dtype=np.float64) / max(top, 1e-6)
+    tables = ((values - MEAN[:, np.newaxis]) / STD[:, np.newaxis]).astype(np.float32)  # one row per channel
     x = np.empty((1, 3, SIZE, SIZE), dtype=np.float32)
-    for channel, plane in enumerate(planes):
-        cv2.LUT(plane, np.ascontiguousarray(table[:, channel]), dst=x[0, channel])
+    for channel, (plane, table) in enumerate(zip(planes, tables)):
+        cv2.LUT(plane, table, dst=x[0, channel])
     return {input_name: x}
 
 
