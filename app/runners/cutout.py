@@ -18,7 +18,7 @@ from app.imaging.decode import decode
 from app.imaging.encode import CONTENT_TYPES, encode
 from app.imaging.pixels import pixels
 from app.imaging.png import encode_png_rows
-from app.inference.families import CUTOUT_FAMILIES
+from app.inference.families import CUTOUT_FAMILIES, matte_output
 from app.inference.registry import ModelRegistry
 from app.runners.base import Form, Prepared, Result, parse_options, request_hash, require_image
 from app.settings import Settings
@@ -91,7 +91,7 @@ class CutoutRunner:
         model = self.registry.get(prepared.model)
         family = CUTOUT_FAMILIES[model.spec.family]
         photo, feeds = await asyncio.wrap_future(decoded)
-        outputs = await model.run(feeds)
+        outputs = await model.run(feeds, matte_output(model.output_names))
         body = await anyio.to_thread.run_sync(self._finish, photo, outputs, options, family)
         return Result(body=body, content_type=prepared.result_type, model=prepared.model,
                       meta={"width": photo.width, "height": photo.height})

@@ -26,7 +26,7 @@ from PIL import Image
 from app.errors import InvalidOption, ModelUnavailable, NoSubjectFound
 from app.imaging.decode import decode
 from app.imaging.encode import CONTENT_TYPES, encode
-from app.inference.families import CUTOUT_FAMILIES
+from app.inference.families import CUTOUT_FAMILIES, matte_output
 from app.inference.registry import ModelRegistry
 from app.pets import avatar, stylize
 from app.pets.styles import find_style
@@ -141,7 +141,7 @@ class PetAvatarRunner:
         cutout = self.registry.get(plan.cutout_model, task="cutout")
         family = CUTOUT_FAMILIES[cutout.spec.family]
         photo, scale, feeds = await anyio.to_thread.run_sync(self._load, plan.image, family, cutout.input_names[0])
-        outputs = await cutout.run(feeds)
+        outputs = await cutout.run(feeds, matte_output(cutout.output_names))
         matte, subject, share = await anyio.to_thread.run_sync(self._matte, outputs, family, photo.size)
         if subject is None or share < MIN_FOREGROUND:
             raise NoSubjectFound(
