@@ -4,9 +4,9 @@
     (or `bench/run.py --sections profile`)
 
 Runs the cutout runner's own stages in the main thread (pyinstrument samples one thread): decode
-and preprocess, the pixels out of Pillow, session.run, matte and PNG. In the service decode and
-preprocess start in the background from ``prepare`` (while the tokens are held), the pixel copy
-overlaps session.run, and the PNG strips run in the PNG writer's threads (seen here as waiting). Writes the tree to bench/out/profile-<mp>mp.txt.
+and preprocess, session.run, matte and PNG. In the service decode and preprocess start in the
+background from ``prepare`` (while the tokens are held), and the PNG strips run in the PNG
+writer's threads (seen here as waiting). Writes the tree to bench/out/profile-<mp>mp.txt.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import numpy as np  # noqa: E402
 
 from common import ROOT, photo_jpeg  # noqa: E402
 from report import table  # noqa: E402
 
 from app.features.catalogue import Catalogue  # noqa: E402
 from app.imaging.decode import open_image  # noqa: E402
-from app.inference.families import CUTOUT_FAMILIES  # noqa: E402
+from app.inference.families import CUTOUT_FAMILIES, matte_output  # noqa: E402
 from app.inference.registry import ModelRegistry  # noqa: E402
 from app.runners.base import Upload  # noqa: E402
 from app.runners.cutout import CutoutRunner  # noqa: E402
@@ -61,9 +60,8 @@ def profile(megapixels: float, repeat: int, out: Path) -> dict[str, float]:
         decoded.result()  # the service decodes in the background from prepare; profiled again here:
         image = open_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
         photo, feeds = clock("decode + preprocess", runner._load, image, options, family, model.input_names[0])
-        pixels = clock("pixels out of Pillow", np.asarray, photo)
-        outputs = clock("session.run", model.run_sync, feeds)
-        clock("matte + compose + PNG", runner._finish, photo, pixels, outputs, options, family)
+        outputs = clock("session.run", model.run_sync, feeds, matte_output(model.output_names))
+        clock("matte + compose + PNG", runner._finish, photo, outputs, options, family)
 
     once()  # warm
     stages.clear()
