@@ -4,7 +4,8 @@
                time (session.run, with the service's session options and with ORT's defaults),
                rembg.remove() in process, this service end to end over HTTP; medians, p95, ratios,
                and the mask IoU against rembg. The contenders run round-robin, one call each per
-               round, so the machine's noise falls on all of them alike.
+               round, so the machine's noise falls on all of them alike, and the order turns by
+               one each round, so none always runs right after the same neighbour.
   2. peer      rembg's own server (`rembg s`, installed in bench/out/rembg-venv, the same u2netp
                weights through U2NET_HOME) and this service under the same closed-loop load
                (concurrency 1, 2, 4, 8) on loopback, the same photos: images/s, p50, p99, errors,
@@ -153,8 +154,12 @@ def overhead(args, results: dict) -> None:
             # Per request, its latency minus its own session.run: the time around the model, which
             # the model's noise (+-5 % here from run to run) does not blur.
             around: dict[str, list[float]] = {s.name: [] for s in servers}
-            for _ in range(args.repeat):
-                for name, fn in contenders.items():
+            names = list(contenders)
+            for round_ in range(args.repeat):
+                # The order turns by one each round: no contender always follows rembg.remove(),
+                # whose session (ORT's defaults) leaves its threads spinning for a while after a run.
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    fn = contenders[name]
                     ran = run_seconds(name) if name in around else 0.0
                     cpu_started, started = cpu_clocks[name](), time.perf_counter()
                     fn()
@@ -198,7 +203,8 @@ def overhead(args, results: dict) -> None:
     if args.baseline:
         headers += ["baseline p50", "base/svc", "base IoU", "base around"]
     notes = [
-        f"seconds; {args.repeat} rounds, contenders round-robin in each; u2netp on CPU ({cpu_count()} cores)",
+        f"seconds; {args.repeat} rounds, each contender once per round, the order turning by one each round; "
+        f"u2netp on CPU ({cpu_count()} cores)",
         "pure = session.run with the service's session options; ort-dflt = the same with ORT's defaults "
         "(as rembg runs it)",
         "service = POST /v1/operations/cutout over loopback HTTP: upload, ledger hold+capture, "
