@@ -179,3 +179,26 @@ def test_warm_up_fills_the_shared_arena_until_its_target_or_until_it_stops_growi
         assert registry_module._fill_shared_arena(model, feeds, 2, 100 << 20) == 1 and len(runs) == 2
     finally:
         registry.close()
+
+
+async def test_a_cutout_run_answers_the_matte_output_alone(tmp_path):
+    """The runners ask for the first output only: the same array a full run gives first, and
+    none of u2netp's six side outputs (copied out of ORT's arena on every run otherwise)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from app.inference.families import matte_output, u2net
+    from tests.conftest import make_settings
+
+    registry = ModelRegistry(make_settings(tmp_path))
+    registry.load()
+    try:
+        model = registry.get("u2netp")
+        feeds = u2net.preprocess(Image.fromarray(data.astronaut()))
+        everything = await model.run(feeds)
+        matte = await model.run(feeds, matte_output(model.output_names))
+        assert len(everything) == 7 and len(matte) == 1
+        np.testing.assert_array_equal(matte[0], everything[0])
+    finally:
+        registry.close()
