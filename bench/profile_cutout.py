@@ -20,7 +20,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-
 from common import ROOT, photo_jpeg  # noqa: E402
 from report import table  # noqa: E402
 
